@@ -1,0 +1,43 @@
+"""Float32 intermediates of a source model, made once per run and shared by converters.
+
+A Keras model becomes a SavedModel once; the fp32 ONNX export is made once and
+quantized per target. Everything lives in a scratch directory removed after the run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.converters.source import SourceModel
+from edgekit.errors import ConversionError
+
+
+class Exports:
+    def __init__(self, source: SourceModel, workdir: Path):
+        self.source = source
+        self.workdir = Path(workdir)
+        self._saved_model: Path | None = None
+        self._onnx: Path | None = None
+
+    def saved_model(self) -> Path:
+        """A SavedModel directory of the source (Keras and SavedModel sources only)."""
+        if self.source.format == "saved_model":
+            return self.source.path  # type: ignore[return-value]
+        if self.source.format != "keras":
+            raise ConversionError(f"a {self.source.format} source has no SavedModel form")
+        if self._saved_model is None:
+            target = self.workdir / "saved_model"
+            self.source.handle.export(str(target), format="tf_saved_model", verbose=False)
+            self._saved_model = target
+        return self._saved_model
+
+    def onnx_fp32(self) -> Path:
+        """An fp32 ONNX file of the source, for quantization and for OpenVINO."""
+        if self.source.format == "onnx":
+            return self.source.path  # type: ignore[return-value]
+        if self._onnx is None:
+            from edgekit.converters.onnx import export_fp32
+
+            target = self.workdir / "fp32.onnx"
+            export_fp32(self, target)
+            self._onnx = target
+        return self._onnx

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny real models built on the fly, never downloaded."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_path(tmp_path_factory) -> Path:
+    """A small CNN (8x8x1 -> 10 logits) saved as .keras; weights seeded, not trained."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_calibration() -> dict[str, np.ndarray]:
+    """64 image-like samples in [0, 1] for the tiny CNN's input 'image'."""
+    rng = np.random.default_rng(0)
+    return {"image": rng.random((64, 8, 8, 1), dtype=np.float32)}
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tiny_keras_path):
+    from edgekit.converters.source import load_source
+
+    return load_source(tiny_keras_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_source, tmp_path_factory):
+    from edgekit.converters.exports import Exports
+
+    return Exports(tiny_source, tmp_path_factory.mktemp("exports"))
