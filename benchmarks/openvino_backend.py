@@ -1,0 +1,120 @@
+"""OpenVINO backend: one compiled model and one infer request per artifact (.xml + .bin)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit._deps import require
+from edgekit.artifact import TensorSpec
+from edgekit.benchmarks.base import ArtifactLoadError, Backend, DeviceUnavailable
+from edgekit.errors import InputError
+
+
+class OpenVINOBackend(Backend):
+    runtime = "openvino"
+
+    def load(self) -> None:
+        ov = require("openvino")
+        self._ov = ov
+        xml, weights = self.path, self.path.with_suffix(".bin")
+        for file in (xml, weights):
+            if not file.is_file():
+                raise ArtifactLoadError(f"{file}: file not found (OpenVINO IR needs both .xml and .bin)")
+        if xml.stat().st_size == 0:  # an empty .bin is valid for a model without weights
+            raise ArtifactLoadError(f"{xml}: file is empty")
+        self._core = ov.Core()
+        available = self._core.available_devices
+        if not self.device.startswith("AUTO") and self.device not in available:
+            raise DeviceUnavailable(self.device, available)
+        try:
+            # Naming the .bin keeps read_model on the IR frontend (no TF parser noise on bad files).
+            self._model = self._core.read_model(str(xml), str(weights))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line text
+            raise ArtifactLoadError(f"{xml}: not a loadable OpenVINO IR: {_reason(exc)}") from None
+        self._compile()
+
+    def _config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        # This CPU runs fp32 models in bf16 by default (STACK.md); fp32 artifacts must run in f32.
+        # An fp16 IR verified on a CPU stand-in is checked in f32 too: the CPU has no f16 compute
+        # (asking for f16 gives bf16), and bf16 would blame the artifact for the CPU's rounding.
+        # On a GPU, fp16 keeps the device default (f16), which is what the recipe is for.
+        # int8 models keep the default: their float parts run as the device chooses.
+        if self.precision == "fp32" or (self.precision == "fp16" and self.device == "CPU"):
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        return config
+
+    def _compile(self) -> None:
+        try:
+            self._compiled = self._core.compile_model(self._model, self.device, self._config())
+        except Exception as exc:
+            raise ArtifactLoadError(f"{self.path}: OpenVINO cannot compile it for {self.device}: {_reason(exc)}") from None
+        self._request = self._compiled.create_infer_request()
+        self._input_names = [port.get_any_name() for port in self._compiled.inputs]
+        self._output_names = [port.get_any_name() for port in self._compiled.outputs]
+        # Static input shapes, so that infer() can spot a different batch with one tuple compare.
+        shapes = [port.get_partial_shape() for port in self._compiled.inputs]
+        self._static = [tuple(s.to_shape()) if s.is_static else None for s in shapes]
+
+    def inputs(self) -> list[TensorSpec]:
+        return [_spec(port) for port in self._compiled.inputs]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [_spec(port) for port in self._compiled.outputs]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = [feeds[name] for name in self._input_names]
+        if any(shape is not None and shape != a.shape for shape, a in zip(self._static, arrays)):
+            self._reshape(arrays)
+        request, tensor = self._request, self._ov.Tensor
+        for index, array in enumerate(arrays):
+            request.set_input_tensor(index, tensor(array, shared_memory=True))
+        request.infer()
+        # Copies: the request reuses its output memory on the next call.
+        return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
+
+    def _reshape(self, arrays: list[np.ndarray]) -> None:
+        """Recompile for a batch size other than the IR's static one (other dims must match)."""
+        for name, shape, array in zip(self._input_names, self._static, arrays):
+            if shape is not None and (len(shape) != array.ndim or shape[1:] != array.shape[1:]):
+                raise InputError(f"input '{name}' expects shape {list(shape)} (any batch), got {list(array.shape)}")
+        self._model.reshape({name: list(a.shape) for name, a in zip(self._input_names, arrays)})
+        self._compile()
+
+    def describe(self) -> dict[str, Any]:
+        compiled = self._compiled
+        try:
+            precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"...
+        except RuntimeError:
+            precision = None  # AUTO does not expose it; its execution devices are listed instead
+        try:
+            threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        except RuntimeError:
+            threads = self.threads
+        return {
+            "runtime": self.runtime,
+            "version": self._ov.get_version(),
+            "device": self.device,
+            "inference_precision": precision,
+            "performance_hint": "LATENCY",
+            "threads": threads,
+            "execution_devices": list(compiled.get_property("EXECUTION_DEVICES")),
+        }
+
+    def close(self) -> None:
+        self._request = self._compiled = self._model = None  # type: ignore[assignment]
+
+
+def _spec(port: Any) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return TensorSpec(name=port.get_any_name(), shape=shape, dtype=port.get_element_type().to_dtype().name)
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of an OpenVINO error (it prefixes 'Exception from src/...' lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception from")]
+    return (useful or lines or [type(exc).__name__])[-1][:300]

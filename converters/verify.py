@@ -1,0 +1,121 @@
+"""Convert-time verification: run an artifact in its own runtime next to the source model.
+
+Polygraphy-style: the same inputs go to the reference and to the artifact, outputs
+are compared per output position, and the result carries the numbers, not just a boolean.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import iocast
+from edgekit.artifact import TensorSpec, Verification
+from edgekit.benchmarks.base import Backend, DeviceUnavailable
+from edgekit.benchmarks.registry import backend_class
+from edgekit.dataset import Dataset
+from edgekit.targets.schema import Recipe, Tolerance
+
+
+def open_backend(path: Path, recipe: Recipe, notes: list[str]) -> Backend:
+    """The recipe's runtime on its device, or on the CPU, saying so, when the device is absent."""
+    cls = backend_class(recipe.runtime.value)
+    options = dict(threads=recipe.threads, precision=recipe.precision.value)
+    backend = cls(path, device=recipe.device, providers=recipe.providers, **options)
+    try:
+        backend.load()
+        return backend
+    except DeviceUnavailable as exc:
+        notes.append(f"verified on CPU: {exc}")
+    backend = cls(path, device="CPU", providers=("CPUExecutionProvider",), **options)
+    backend.load()
+    return backend
+
+
+def reference_outputs(run, samples: Dataset) -> list[np.ndarray]:
+    """The source model's outputs for every sample, run one sample at a time."""
+    per_sample = [run(feed) for feed in samples.batches(1)]
+    return [np.concatenate([outs[i] for outs in per_sample]).astype(np.float32) for i in range(len(per_sample[0]))]
+
+
+def verify(
+    backend: Backend,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    samples: Dataset,
+    reference: list[np.ndarray],
+    tolerance: Tolerance,
+) -> Verification:
+    """Compare the artifact's outputs with `reference` on `samples`, judged by `tolerance`.
+
+    `inputs`/`outputs` are the artifact's specs in the source's order (with int8
+    quantization where the artifact's I/O is integer); samples are keyed by source names.
+    """
+    source_names = list(samples.arrays)
+    produced: list[list[np.ndarray]] = [[] for _ in outputs]
+    for feed in samples.batches(1):
+        feeds = {spec.name: iocast.to_input(spec, feed[name]) for spec, name in zip(inputs, source_names, strict=True)}
+        result = backend.infer(feeds)
+        for index, spec in enumerate(outputs):
+            produced[index].append(iocast.from_output(spec, result[spec.name]))
+    actual = [np.concatenate(chunks) for chunks in produced]
+    return judge(actual, reference, tolerance, samples.samples, backend.describe().get("inference_precision"))
+
+
+def judge(
+    actual: list[np.ndarray],
+    reference: list[np.ndarray],
+    tolerance: Tolerance,
+    samples: int,
+    precision_ran: str | None = None,
+) -> Verification:
+    flat_actual = np.concatenate([a.reshape(-1) for a in actual]).astype(np.float64)
+    flat_reference = np.concatenate([r.reshape(-1) for r in reference]).astype(np.float64)
+    error = np.abs(flat_actual - flat_reference)
+    cosine = _cosine(flat_actual, flat_reference)
+    top1 = _top1_agreement(actual[0], reference[0])
+    failures = []
+    if cosine < tolerance.min_cosine:
+        failures.append(f"cosine {cosine:.5f} < {tolerance.min_cosine}")
+    if tolerance.max_abs_error is not None and error.max() > tolerance.max_abs_error:
+        failures.append(f"max abs error {error.max():.3g} > {tolerance.max_abs_error}")
+    if tolerance.min_top1_agreement is not None and top1 is not None and top1 < tolerance.min_top1_agreement:
+        failures.append(f"top-1 agreement {top1:.3f} < {tolerance.min_top1_agreement}")
+    return Verification(
+        passed=not failures,
+        samples=samples,
+        max_abs_error=float(error.max()),
+        mean_abs_error=float(error.mean()),
+        cosine=cosine,
+        top1_agreement=top1,
+        tolerances=tolerance.model_dump(exclude_none=True),
+        failures=failures,
+        precision_ran=precision_ran,
+    )
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    if norm == 0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(np.dot(a, b) / norm)
+
+
+def _top1_agreement(actual: np.ndarray, reference: np.ndarray) -> float | None:
+    """Share of samples whose argmax class agrees, for classifier-shaped (N, classes) outputs."""
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return None
+    return float(np.mean(actual.argmax(axis=1) == reference.argmax(axis=1)))
+
+
+def generated_samples(inputs: list[TensorSpec], count: int = 16, seed: int = 0) -> Dataset:
+    """Seeded inputs for verification when the user gave no data (unknown dims become 1)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in inputs:
+        shape = (count, *(d if d is not None else 1 for d in spec.shape[1:]))
+        if np.dtype(spec.dtype).kind == "f":
+            arrays[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+        else:
+            arrays[spec.name] = rng.integers(0, 10, size=shape).astype(spec.dtype)
+    return Dataset(arrays, origin="generated (seeded uniform [0, 1); no data given)")

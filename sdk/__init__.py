@@ -1,0 +1,31 @@
+"""edgekit: convert, quantize, verify and benchmark models for edge targets.
+
+The public API is imported lazily so that `import edgekit` stays light.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from edgekit.convert import convert
+    from edgekit.targets.loader import load_target
+
+_LAZY = {
+    "convert": ("edgekit.convert", "convert"),
+    "load_target": ("edgekit.targets.loader", "load_target"),
+    "Manifest": ("edgekit.manifest", "Manifest"),
+    "EdgekitError": ("edgekit.errors", "EdgekitError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

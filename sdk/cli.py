@@ -1,0 +1,166 @@
+"""The `edgekit` command: a thin layer over the Python API.
+
+Only typer and rich are imported at start; TensorFlow, ONNX Runtime and OpenVINO load
+inside the commands that need them, so `edgekit --help` and `edgekit targets` stay fast.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekit.errors import EXIT_FAILED, EXIT_INTERNAL, EdgekitError, InputError
+
+app = typer.Typer(
+    name="edgekit",
+    help="Convert, quantize, verify and benchmark models for edge targets (TFLite, ONNX, OpenVINO).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"edgekit: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def handles_errors(command):
+    """User errors become one line and their exit code; bugs keep their traceback (exit 3)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except EdgekitError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; previous outputs were left as they were", 130) from None
+        except Exception:
+            traceback.print_exc()
+            raise _fail("internal error (a bug in edgekit; the traceback above says where)", EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+@app.command()
+@handles_errors
+def convert(
+    model: Annotated[Path, typer.Argument(help="A .keras/.h5 file, a SavedModel directory, an .onnx or a .tflite file.")],
+    target: Annotated[list[str], typer.Option("-t", "--target", help="Built-in target name or PROFILE.toml; repeatable.")] = ["cpu"],
+    format: Annotated[Optional[list[str]], typer.Option("-f", "--format", help="tflite,onnx,openvino (default: every format the target defines).")] = None,
+    calibration: Annotated[Optional[Path], typer.Option("-c", "--calibration", help=".npz/.npy file or a folder of images.")] = None,
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", help="Samples used for calibration.")] = 200,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Override every recipe's precision: fp32, fp16, int8-dynamic, int8-static, int8-full, int16x8.")] = None,
+    preprocess: Annotated[Optional[list[str]], typer.Option("--preprocess", help="Image preprocessing KEY=VALUE (size=224,224 layout=NHWC color=RGB scale=0.00392 mean=0.5,0.5,0.5 std=...); repeatable.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("edgekit-out"),
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip convert-time verification against the source model.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Convert MODEL for each target into each format, quantize it, and verify every artifact."""
+    from edgekit.console import Progress
+    from edgekit.convert import convert as run_convert
+
+    manifest = run_convert(
+        model,
+        target,
+        formats=format,
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        precision=precision,
+        output=output,
+        verify_artifacts=not no_verify,
+        preprocess=_parse_preprocess(preprocess),
+        progress=Progress(quiet=quiet or as_json),
+    )
+    if as_json:
+        print(json.dumps(manifest.to_dict(), indent=2))
+    elif not quiet:
+        print(f"wrote {manifest.path} ({len(manifest.artifacts)} artifacts)", file=sys.stderr)
+    if not manifest.passed:
+        failed = [f"{a.target}/{a.format}" for a in manifest.artifacts if not a.passed]
+        failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
+        raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
+
+
+@app.command()
+@handles_errors
+def targets(
+    name: Annotated[Optional[str], typer.Argument(help="Show one profile in full (built-in name or .toml path).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the built-in target profiles, or show one in full."""
+    from edgekit.targets.loader import builtin_names, load_target
+
+    if name is not None:
+        profile = load_target(name)
+        if as_json:
+            print(json.dumps(profile.to_dict(), indent=2))
+        else:
+            from edgekit.display import show_target
+
+            show_target(profile)
+        return
+    profiles = [load_target(n) for n in builtin_names()]
+    if as_json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return
+    from edgekit.display import target_table
+
+    target_table(profiles)
+
+
+@app.command()
+@handles_errors
+def inspect(
+    model: Annotated[Path, typer.Argument(help="A model or artifact: .keras/.h5, SavedModel dir, .onnx, .tflite, OpenVINO .xml.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Inputs and outputs (names, shapes, dtypes), op counts, parameters and size of a model."""
+    from edgekit.converters.inspect import inspect_model
+
+    info = inspect_model(model)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    from edgekit.display import show_inspection
+
+    show_inspection(info)
+
+
+def _parse_preprocess(items: list[str] | None):
+    if not items:
+        return None
+    from pydantic import ValidationError
+
+    from edgekit.targets.schema import Preprocess
+
+    values: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--preprocess {item!r}: expected KEY=VALUE, e.g. size=224,224")
+        values[key.strip()] = value.split(",") if key.strip() in ("size", "mean", "std") else value
+    try:
+        return Preprocess.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        raise InputError(f"--preprocess {key}: {error['msg']} (accepted keys: {', '.join(Preprocess.model_fields)})") from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

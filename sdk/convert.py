@@ -1,0 +1,271 @@
+"""`edgekit.convert`: a source model -> one verified artifact per (target, format), and a manifest."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import Artifact
+from edgekit.console import SILENT, Progress
+from edgekit.converters.base import ConvertJob
+from edgekit.converters.exports import Exports
+from edgekit.converters.registry import check_supported, converter_for
+from edgekit.converters.source import SourceModel, load_source
+from edgekit.converters.verify import generated_samples, open_backend, reference_outputs, verify
+from edgekit.data import load_dataset
+from edgekit.dataset import Dataset
+from edgekit.errors import ConversionError, DataError, EdgekitError, InputError
+from edgekit.manifest import Manifest
+from edgekit.targets.loader import load_target
+from edgekit.targets.schema import Format, Precision, Preprocess, Recipe, Target
+
+DEFAULT_CALIBRATION_SAMPLES = 200
+VERIFY_SAMPLES = 100  # enough for stable cosine/top-1 figures, cheap on every runtime
+EXTENSIONS = {Format.TFLITE: ".tflite", Format.ONNX: ".onnx", Format.OPENVINO: ".xml"}
+
+
+@dataclass
+class _Plan:
+    target: Target
+    format: Format
+    recipe: Recipe
+
+
+def convert(
+    model: Any,
+    targets: list[str | Path | Target] | str | Target = "cpu",
+    *,
+    formats: list[str] | None = None,
+    calibration: Any = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    precision: str | None = None,
+    output: str | Path = "edgekit-out",
+    verify_artifacts: bool = True,
+    preprocess: Preprocess | None = None,
+    progress: Progress = SILENT,
+) -> Manifest:
+    """Convert `model` for each target into each of its formats, verify, and write `output/manifest.json`.
+
+    `model`: a .keras/.h5 file, a SavedModel directory, an .onnx or .tflite file, or a keras.Model.
+    `targets`: built-in profile names, profile .toml paths, or loaded Targets.
+    `calibration`: an .npz/.npy file, an image folder, a dict of arrays or a Dataset; required
+    by int8-static/int8-full/int16x8 recipes, never replaced by random data.
+    Returns the manifest; `manifest.passed` is False when any artifact failed verification.
+    """
+    if calibration_samples < 1:
+        raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
+    output = Path(output)
+    resolved = _load_targets(targets, precision)
+    source = load_source(model)
+    progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
+    plans, skipped = _plan(source, resolved, formats)
+    calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
+    if calib is not None:
+        progress.info(f"calibration: {calib.samples} samples from {calib.origin}")
+    for skip in skipped:
+        progress.info(f"skipped {skip['target']}/{skip['format']}: {skip['reason']}")
+
+    _prepare_output(output)
+    staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
+    try:
+        manifest = _run(source, plans, calib, staging, output, verify_artifacts, progress)
+        manifest.skipped = skipped
+        _publish(staging, output, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _load_targets(targets: Any, precision: str | None) -> list[Target]:
+    items = [targets] if isinstance(targets, (str, Path, Target)) else list(targets)
+    if not items:
+        raise InputError("no target given; pass at least one -t NAME or -t PROFILE.toml")
+    resolved = [t if isinstance(t, Target) else load_target(t) for t in items]
+    names = [t.name for t in resolved]
+    if len(set(names)) != len(names):
+        raise InputError(f"target names must be unique in one run, got {', '.join(names)}")
+    if precision is not None:
+        try:
+            wanted = Precision(precision)
+        except ValueError:
+            from edgekit.errors import did_you_mean
+
+            raise InputError(f"--precision {precision!r} is not accepted{did_you_mean(precision, [p.value for p in Precision])}") from None
+        resolved = [t.with_precision(wanted) for t in resolved]
+    return resolved
+
+
+def _plan(source: SourceModel, targets: list[Target], formats: list[str] | None) -> tuple[list[_Plan], list[dict[str, str]]]:
+    wanted = _parse_formats(formats)
+    plans, skipped = [], []
+    for target in targets:
+        recipes = target.recipes()
+        for fmt in wanted or list(recipes):
+            if fmt not in recipes:
+                defined = ", ".join(f.value for f in recipes) or "none"
+                raise InputError(f"target '{target.name}' defines no {fmt.value} recipe (it defines: {defined})")
+            reason = check_supported(source.format, fmt, recipes[fmt].precision)
+            if reason is None:
+                plans.append(_Plan(target, fmt, recipes[fmt]))
+            elif wanted:
+                raise InputError(f"target '{target.name}', format {fmt.value}: {reason}")
+            else:
+                skipped.append({"target": target.name, "format": fmt.value, "reason": reason})
+    if not plans:
+        raise InputError("nothing to convert: " + "; ".join(f"{s['target']}/{s['format']}: {s['reason']}" for s in skipped))
+    return plans, skipped
+
+
+def _parse_formats(formats: list[str] | None) -> list[Format]:
+    if not formats:
+        return []
+    from edgekit.errors import did_you_mean
+
+    parsed = []
+    for item in formats:
+        for name in filter(None, (part.strip() for part in str(item).split(","))):
+            try:
+                parsed.append(Format(name))
+            except ValueError:
+                raise InputError(f"unknown format '{name}'{did_you_mean(name, [f.value for f in Format])}") from None
+    return list(dict.fromkeys(parsed))
+
+
+def _load_calibration(data, source, plans, samples, preprocess) -> Dataset | None:
+    needs = [p for p in plans if p.recipe.precision.needs_calibration]
+    if data is None:
+        if needs:
+            first = needs[0]
+            names = ", ".join(spec.name for spec in source.inputs)
+            raise DataError(
+                f"target '{first.target.name}' format {first.format.value} ({first.recipe.precision.value}) needs "
+                f"calibration data: pass -c data.npz (arrays named {names}), an .npy, or a folder of images"
+                + (f" ({len(needs)} artifacts need it)" if len(needs) > 1 else "")
+            )
+        return None
+    return load_dataset(data, source.inputs, limit=samples, preprocess=preprocess)
+
+
+def _prepare_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise InputError(f"output {output} exists and is not a directory")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=output, prefix=".edgekit-probe-")
+        probe.close()
+    except OSError as exc:
+        raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
+
+
+def _run(source, plans, calib, staging, output, verify_artifacts, progress) -> Manifest:
+    samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
+    reference = reference_outputs(source.run, samples) if verify_artifacts else []
+    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
+    exports = Exports(source, staging / ".exports")
+    exports.workdir.mkdir()
+    for plan in plans:
+        label = f"{plan.target.name}/{plan.format.value} ({plan.recipe.precision.value})"
+        try:
+            with progress.step(f"converting {label}"):
+                artifact = _convert_one(source, plan, calib, exports, staging, output)
+                if verify_artifacts:
+                    _verify_one(artifact, plan, samples, reference)
+        except ConversionError as exc:
+            manifest.errors.append({"target": plan.target.name, "format": plan.format.value, "error": str(exc)})
+            progress.info(f"FAILED {label}: {exc}")
+            continue
+        manifest.artifacts.append(artifact)
+        progress.info(_outcome_line(label, artifact))
+    return manifest
+
+
+def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Path) -> Artifact:
+    stem = source.path.stem if source.path else "model"
+    staged = staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    job = ConvertJob(source, plan.target.name, plan.format, plan.recipe, calib, exports, staged)
+    started = time.perf_counter()
+    converted = converter_for(plan.format)(job)
+    artifact = Artifact(
+        target=plan.target.name,
+        format=plan.format.value,
+        precision=plan.recipe.precision.value,
+        path=staged,
+        runtime=plan.recipe.runtime.value,
+        device=plan.recipe.device if plan.recipe.runtime.value != "onnxruntime" else ",".join(plan.recipe.providers),
+        inputs=converted.inputs,
+        outputs=converted.outputs,
+        tools=converted.tools,
+        seconds=time.perf_counter() - started,
+        notes=list(converted.notes),
+    )
+    artifact.fingerprint()
+    return artifact
+
+
+def _verify_one(artifact: Artifact, plan: _Plan, samples: Dataset, reference) -> None:
+    notes: list[str] = []
+    backend = open_backend(artifact.path, plan.recipe, notes)
+    try:
+        result = verify(backend, artifact.inputs, artifact.outputs, samples, reference, plan.target.tolerance_for(plan.format))
+        described = backend.describe()
+    finally:
+        backend.close()
+    result.warnings = [n for n in artifact.notes if "softmax" in n.lower()]
+    artifact.notes.extend(notes)
+    artifact.tools.update({k: str(v) for k, v in described.items() if k in ("interpreter", "version") and v})
+    artifact.verification = result
+
+
+def _publish(staging: Path, output: Path, manifest: Manifest) -> None:
+    """Move verified artifacts into place, then replace the manifest last."""
+    for artifact in manifest.artifacts:
+        final = output / artifact.path.relative_to(staging)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for part in artifact.files():
+            os.replace(part, final.parent / part.name)
+        artifact.path = final.resolve()
+    manifest.write(output / "manifest.json")
+
+
+def _source_dict(source: SourceModel) -> dict[str, Any]:
+    return {
+        "path": str(source.path) if source.path else None,
+        "format": source.format,
+        "sha256": source.sha256,
+        "inputs": [t.to_dict() for t in source.inputs],
+        "outputs": [t.to_dict() for t in source.outputs],
+    }
+
+
+def _calibration_dict(calib: Dataset | None) -> dict[str, Any] | None:
+    if calib is None:
+        return None
+    return {"origin": calib.origin, "samples": calib.samples, "ranges": {k: list(v) for k, v in calib.ranges().items()}}
+
+
+def _io_summary(source: SourceModel) -> str:
+    def fmt(specs):
+        return ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in specs)
+
+    return f"inputs: {fmt(source.inputs)}; outputs: {fmt(source.outputs)}"
+
+
+def _outcome_line(label: str, artifact: Artifact) -> str:
+    size = f"{artifact.bytes / 1e6:.3f} MB"
+    check = artifact.verification
+    if check is None:
+        verdict = "not verified (--no-verify)"
+    else:
+        top1 = f", top-1 {check.top1_agreement:.3f}" if check.top1_agreement is not None else ""
+        status = "verified" if check.passed else "FAILED verification: " + "; ".join(check.failures)
+        verdict = f"{status} (cosine {check.cosine:.5f}, max abs err {check.max_abs_error:.3g}{top1}, {check.samples} samples)"
+    notes = "".join(f"\n    note: {n}" for n in artifact.notes)
+    return f"{'ok' if artifact.passed else 'FAIL'} {label}: {size} in {artifact.seconds:.1f}s, {verdict}{notes}"
+
+
+__all__ = ["convert", "EdgekitError"]

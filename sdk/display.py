@@ -1,0 +1,79 @@
+"""Rich tables for the console: target profiles and model inspections."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.targets.schema import Target
+
+
+def target_table(profiles: list[Target], console: Console | None = None) -> None:
+    table = Table(title="edgekit targets", title_justify="left")
+    for column in ("name", "class", "extends", "formats: precision, I/O dtype, runtime:device"):
+        table.add_column(column, overflow="fold")
+    for profile in profiles:
+        formats = "\n".join(
+            f"{fmt.value}: {r.precision.value}, {r.input_dtype.value} I/O, {r.runtime.value}:{_device(r)}"
+            for fmt, r in profile.recipes().items()
+        )
+        parent = profile.extends[0] if profile.extends and profile.extends[0] != "_defaults" else ""
+        table.add_row(profile.name, profile.device_class.value, parent, formats, end_section=True)
+    console = console or Console()
+    console.print(table)
+    console.print("`edgekit targets NAME` shows a profile in full.")
+
+
+def show_target(profile: Target, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]{profile.name}[/] ({profile.device_class.value}) from {profile.source}")
+    if profile.extends:
+        console.print(f"extends: {' -> '.join(profile.extends)}")
+    console.print(profile.description)
+    if profile.hardware:
+        for key, value in profile.hardware.model_dump(exclude_none=True).items():
+            console.print(f"  {key}: {value}")
+    table = Table(title="recipes", title_justify="left")
+    for column in ("format", "precision", "per-channel", "calibration", "act/weight", "I/O", "runtime:device", "threads", "tolerance"):
+        table.add_column(column, overflow="fold")
+    for fmt, r in profile.recipes().items():
+        tol = profile.tolerance_for(fmt).model_dump(exclude_none=True)
+        table.add_row(
+            fmt.value,
+            r.precision.value,
+            str(r.per_channel),
+            r.calibration.value,
+            f"{r.activation_type.value}/{r.weight_type.value}",
+            f"{r.input_dtype.value} -> {r.output_dtype.value}",
+            f"{r.runtime.value}:{_device(r)}",
+            str(r.threads or "default"),
+            ", ".join(f"{k}={v}" for k, v in tol.items()),
+        )
+    console.print(table)
+    if profile.budgets:
+        console.print("budgets: " + ", ".join(f"{k}={v}" for k, v in profile.budgets.items()))
+
+
+def show_inspection(info: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]{info['path']}[/] ({info['format']}, {info['bytes'] / 1e6:.3f} MB, {info['parameters']:,} parameters)")
+    table = Table(title_justify="left")
+    for column in ("", "name", "shape", "dtype", "quantization"):
+        table.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for spec in info[kind]:
+            quant = spec.get("quantization")
+            q = f"scale={quant['scale']:.6g} zero_point={quant['zero_point']}" if quant else ""
+            table.add_row(kind[:-1], spec["name"], str(spec["shape"]), spec["dtype"], q)
+    console.print(table)
+    ops = Table(title="ops", title_justify="left")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
+        ops.add_row(op, str(count))
+    console.print(ops)
+
+
+def _device(recipe) -> str:
+    return "/".join(p.removesuffix("ExecutionProvider") for p in recipe.providers) if recipe.runtime.value == "onnxruntime" else recipe.device
