@@ -30,6 +30,10 @@ _IDENTIFIER = b"TFL3"  # flatbuffer file identifier of the TFLite schema, at byt
 
 class TFLiteBackend(Backend):
     runtime = "tflite"
+    _interpreter: Any = None
+    _package = ""
+    _delegate_library: str | None = None
+    _threads: int | None = None
 
     def load(self) -> None:
         check_tflite_file(self.path)
@@ -49,7 +53,7 @@ class TFLiteBackend(Backend):
         self._outputs = _io(self._interpreter, "outputs")
         self._input_indices = [(spec.name, index) for spec, index in self._inputs]
         self._output_indices = [(spec.name, index) for spec, index in self._outputs]
-        self._shapes = {index: tuple(self._interpreter.get_tensor(index).shape) for _, index in self._input_indices}
+        self._shapes = {int(d["index"]): tuple(d["shape"].tolist()) for d in self._interpreter.get_input_details()}
 
     def inputs(self) -> list[TensorSpec]:
         return [spec for spec, _ in self._inputs]
@@ -150,7 +154,7 @@ def _delegate_library(device: str) -> str:
     library = DELEGATES.get(device.upper())
     if library is None:
         # No generic delegate exists for this name (e.g. "NPU"): the vendor's library must be named.
-        raise DeviceUnavailable(device, ["CPU", *sorted(DELEGATES)])
+        raise DeviceUnavailable(device, ["CPU"])
     return library
 
 

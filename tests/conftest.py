@@ -47,3 +47,33 @@ def tiny_exports(tiny_source, tmp_path_factory):
     from edgekit.converters.exports import Exports
 
     return Exports(tiny_source, tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(scope="session")
+def digits_example(tmp_path_factory) -> dict[str, Path]:
+    """The bundled example: a CNN trained on scikit-learn's digits, with calib.npz and eval.npz."""
+    from edgekit.demo import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("digits"), epochs=30)
+
+
+class CliResult:
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-3000:]}"
+
+
+@pytest.fixture
+def cli():
+    """Run `edgekit ARGS...` in-process, as a user would, capturing exit code and streams."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    def run(*args: str) -> CliResult:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run

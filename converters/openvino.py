@@ -1,0 +1,329 @@
+"""Source model -> OpenVINO IR (.xml + .bin), quantized with NNCF per the recipe.
+
+Keras and SavedModel sources convert from the SavedModel export, ONNX and TFLite
+sources from their own file; OpenVINO keeps the source's layout, input names and
+dynamic batch. Integer inputs/outputs (int8-full) are added with PrePostProcessor,
+so the IR itself does real = (q - zero_point) * scale on the way in and the
+inverse on the way out, with the numbers returned in the TensorSpecs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit._deps import require, version_of
+from edgekit.artifact import Quantization, TensorSpec
+from edgekit.converters.base import ConvertJob, Converted
+from edgekit.errors import ConversionError, DataError
+from edgekit.iocast import quantization_from_range
+from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+
+_INT_IO = (IODtype.INT8, IODtype.UINT8)
+_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
+# Ops that move or relabel values without changing them: an input's FakeQuantize may sit
+# behind them, and a Softmax may sit before an output through them.
+_PASSTHROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Convert", "FakeQuantize"}
+
+
+def convert(job: ConvertJob) -> Converted:
+    ov = require("openvino")
+    recipe, precision = job.recipe, job.recipe.precision
+    _check_recipe(recipe)
+    notes: list[str] = []
+    tools = {"openvino": version_of("openvino") or ov.get_version()}
+
+    model = _read_source(ov, job)
+    inputs = _match_ports(job.source.inputs, model.inputs, "input", notes)
+    outputs = _match_ports(job.source.outputs, model.outputs, "output", notes)
+    # Calibration samples, batch 1, as lists in the model's own input order.
+    samples = _samples(job, inputs, model) if precision.needs_calibration else []
+
+    quantization: dict[str, Quantization] = {}  # artifact tensor name -> int I/O mapping
+    if precision is Precision.INT8_DYNAMIC:
+        tools["nncf"] = version_of("nncf") or ""
+        model = _compress_weights(model, notes)
+    elif precision in (Precision.INT8_STATIC, Precision.INT8_FULL):
+        tools["nncf"] = version_of("nncf") or ""
+        # Output ranges come from the float model, before quantization touches it.
+        out_ranges = _output_ranges(ov, model, samples) if recipe.output_dtype in _INT_IO else {}
+        model = _quantize(model, recipe, samples, notes)
+        if recipe.input_dtype in _INT_IO or recipe.output_dtype in _INT_IO:
+            model, quantization = _integer_io(ov, model, recipe, job, inputs, outputs, out_ranges, notes)
+    if IODtype.FLOAT16 in (recipe.input_dtype, recipe.output_dtype):
+        model = _float16_io(ov, model, recipe)
+
+    try:
+        # save_model compresses to fp16 by default; only the fp16 recipe wants that. int8 models
+        # keep f32 constants so that the FakeQuantize ranges match the I/O scales exactly.
+        ov.save_model(model, str(job.output), compress_to_fp16=precision is Precision.FP16)
+    except Exception as exc:
+        raise ConversionError(f"OpenVINO could not save {job.output}: {_reason(exc)}") from None
+    if precision is Precision.FP16:
+        notes.append("fp16: weights stored as float16 and decompressed at load; compute runs in the device's precision")
+
+    by_name = {port.get_any_name(): port for port in (*model.inputs, *model.outputs)}
+    return Converted(
+        inputs=[_spec(by_name[name], quantization.get(name)) for name in inputs],
+        outputs=[_spec(by_name[name], quantization.get(name)) for name in outputs],
+        tools=tools,
+        notes=notes,
+    )
+
+
+def _check_recipe(recipe: Recipe) -> None:
+    """Options OpenVINO cannot honour are errors, not silent changes."""
+    if recipe.activation_type is QuantDtype.INT16:
+        raise ConversionError("OpenVINO (NNCF) quantizes activations to 8 bits; activation_type int16 is not supported")
+    wants_int_io = recipe.input_dtype in _INT_IO or recipe.output_dtype in _INT_IO
+    if wants_int_io and recipe.precision is not Precision.INT8_FULL:
+        raise ConversionError(
+            f"integer inputs/outputs ({recipe.input_dtype.value}/{recipe.output_dtype.value}) "
+            f"need precision int8-full, not {recipe.precision.value}"
+        )
+
+
+def _read_source(ov: Any, job: ConvertJob) -> Any:
+    fmt = job.source.format
+    path = job.exports.saved_model() if fmt in ("keras", "saved_model") else job.source.path
+    try:
+        return ov.convert_model(str(path))
+    except Exception as exc:
+        raise ConversionError(f"OpenVINO could not convert the {fmt} model {path}: {_reason(exc)}") from None
+
+
+def _match_ports(specs: list[TensorSpec], ports: list[Any], kind: str, notes: list[str]) -> list[str]:
+    """The model's tensor names in the source's order: by name, else by position (noted)."""
+    names = [port.get_any_name() for port in ports]
+    if len(specs) != len(ports):
+        raise ConversionError(f"the source has {len(specs)} {kind}s but the OpenVINO model has {len(ports)}")
+    found = []
+    for spec in specs:
+        match = [port.get_any_name() for port in ports if spec.name in port.get_names()]
+        found.append(match[0] if match else None)
+    if None in found:
+        notes.append(f"{kind}s matched to the source by position ({names}), not by name")
+        return names
+    return found  # type: ignore[return-value]
+
+
+def _samples(job: ConvertJob, inputs: list[str], model: Any) -> list[list[np.ndarray]]:
+    if job.calibration is None:
+        raise DataError(f"{job.recipe.precision.value} needs calibration data")
+    arrays = job.calibration.arrays
+    missing = [spec.name for spec in job.source.inputs if spec.name not in arrays]
+    if missing:
+        raise DataError(f"calibration data has no input {missing} (it has: {', '.join(arrays)})")
+    source_of = dict(zip(inputs, (spec.name for spec in job.source.inputs)))
+    order = [source_of[port.get_any_name()] for port in model.inputs]
+    return [
+        [np.ascontiguousarray(arrays[name][i : i + 1], dtype=np.float32) for name in order]
+        for i in range(job.calibration.samples)
+    ]
+
+
+def _output_ranges(ov: Any, model: Any, samples: list[list[np.ndarray]]) -> dict[str, tuple[float, float]]:
+    """(min, max) of each output of the float model over the calibration samples, run in f32."""
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    lows = [np.inf] * len(compiled.outputs)
+    highs = [-np.inf] * len(compiled.outputs)
+    for sample in samples:
+        result = request.infer(sample)
+        for i in range(len(compiled.outputs)):
+            lows[i] = min(lows[i], float(result[i].min()))
+            highs[i] = max(highs[i], float(result[i].max()))
+    names = [port.get_any_name() for port in compiled.outputs]
+    return {name: (lo, hi) for name, lo, hi in zip(names, lows, highs)}
+
+
+def _compress_weights(model: Any, notes: list[str]) -> Any:
+    nncf = require("nncf")
+    try:
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    except Exception as exc:
+        raise ConversionError(f"NNCF weight compression failed: {_reason(exc)}") from None
+    notes.append(
+        "int8-dynamic on OpenVINO is NNCF weight compression (INT8_ASYM, per channel): int8 weights, "
+        "float activations; weights are decompressed at run time, activations are not quantized"
+    )
+    return model
+
+
+def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes: list[str]) -> Any:
+    nncf = require("nncf")
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    # Signed int8 activations -> symmetric (PERFORMANCE); uint8 -> asymmetric activations (MIXED).
+    # Weights are symmetric int8 in both presets.
+    preset = nncf.QuantizationPreset.PERFORMANCE
+    if recipe.activation_type is QuantDtype.UINT8:
+        preset = nncf.QuantizationPreset.MIXED
+    estimators = {
+        # Global min and max, as the other converters do (NNCF's own default averages per-sample ranges).
+        Calibration.MINMAX: RangeEstimatorParametersSet.MINMAX,
+        Calibration.PERCENTILE: RangeEstimatorParametersSet.MEAN_QUANTILE,
+        Calibration.ENTROPY: RangeEstimatorParametersSet.HISTOGRAM,
+    }
+    if recipe.calibration is Calibration.PERCENTILE:
+        notes.append("calibration 'percentile' -> NNCF MEAN_QUANTILE (mean of per-sample 0.01%/99.99% quantiles)")
+    if recipe.calibration is Calibration.ENTROPY:
+        notes.append(
+            "calibration 'entropy' -> NNCF HISTOGRAM (range minimizing quantization error on a histogram); "
+            "NNCF has no KL-divergence calibration"
+        )
+    if recipe.weight_type is not QuantDtype.INT8:
+        notes.append(f"weight_type {recipe.weight_type.value} not applied: NNCF quantizes OpenVINO weights to signed int8")
+    advanced = AdvancedQuantizationParameters(
+        activations_range_estimator_params=estimators[recipe.calibration],
+        weights_quantization_params=QuantizationParameters(per_channel=recipe.per_channel),
+    )
+    try:
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+            preset=preset,
+            advanced_parameters=advanced,
+        )
+    except Exception as exc:
+        raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
+    notes.append(
+        f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
+        f"{'per-channel' if recipe.per_channel else 'per-tensor'} int8 weights"
+    )
+    if recipe.precision is Precision.INT8_FULL:
+        notes.append(
+            "int8-full on OpenVINO is NNCF static int8 plus the recipe's I/O dtypes; ops NNCF leaves "
+            "unquantized (e.g. pooling, reshapes, the last layer's output) run in float"
+        )
+    return quantized
+
+
+def _integer_io(
+    ov: Any,
+    model: Any,
+    recipe: Recipe,
+    job: ConvertJob,
+    inputs: list[str],
+    outputs: list[str],
+    out_ranges: dict[str, tuple[float, float]],
+    notes: list[str],
+) -> tuple[Any, dict[str, Quantization]]:
+    """Give the quantized model int8/uint8 inputs and outputs with PrePostProcessor."""
+    from openvino import opset13 as ops
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    quantization: dict[str, Quantization] = {}
+    ports = {port.get_any_name(): port for port in (*model.inputs, *model.outputs)}
+
+    if recipe.input_dtype in _INT_IO:
+        dtype = recipe.input_dtype.value
+        for name, spec in zip(inputs, job.source.inputs):
+            q = _quantization_from_fq(ports[name], dtype)
+            if q is None:
+                data = job.calibration.arrays[spec.name]  # type: ignore[union-attr]
+                q = quantization_from_range(float(data.min()), float(data.max()), dtype)
+                notes.append(f"input '{name}': no NNCF FakeQuantize follows it; {dtype} scale from the calibration range")
+            steps = ppp.input(name)
+            steps.tensor().set_element_type(_ov_type(ov, dtype))
+            # real = (q - zero_point) * scale
+            steps.preprocess().convert_element_type(ov.Type.f32).mean(float(q.zero_point)).custom(
+                lambda node, scale=q.scale: ops.multiply(node, np.float32(scale)).output(0)
+            )
+            quantization[name] = q
+
+    if recipe.output_dtype in _INT_IO:
+        dtype = recipe.output_dtype.value
+        low, high = _INT_RANGES[dtype]
+        for name in outputs:
+            if _after_softmax(ports[name]):
+                notes.append(
+                    f"WARNING: output '{name}' is a Softmax quantized to {dtype}: small probabilities become 0; "
+                    "verify on logits or task metrics, or keep this output float"
+                )
+            q = quantization_from_range(*out_ranges[name], dtype)
+
+            # q = clamp(round(real / scale) + zero_point), rounding half to even like numpy
+            def quantize(node: Any, q: Quantization = q, dtype: str = dtype) -> Any:
+                x = ops.round(ops.divide(node, np.float32(q.scale)), "half_to_even")
+                x = ops.clamp(ops.add(x, np.float32(q.zero_point)), float(low), float(high))
+                return ops.convert(x, _ov_type(ov, dtype)).output(0)
+
+            ppp.output(name).postprocess().custom(quantize)
+            quantization[name] = q
+    try:
+        return ppp.build(), quantization
+    except Exception as exc:
+        raise ConversionError(f"OpenVINO could not add integer inputs/outputs: {_reason(exc)}") from None
+
+
+def _quantization_from_fq(port: Any, dtype: str) -> Quantization | None:
+    """The input's scale/zero point on the grid of the NNCF FakeQuantize that follows it.
+
+    Feeding exactly that grid makes the FakeQuantize a no-op, so integer input adds no error.
+    """
+    node = _single_consumer(port.get_node())
+    while node is not None and node.get_type_name() in _PASSTHROUGH - {"FakeQuantize"}:
+        node = _single_consumer(node)
+    if node is None or node.get_type_name() != "FakeQuantize":
+        return None
+    limits = [node.input_value(i).get_node() for i in (1, 2)]
+    if any(limit.get_type_name() != "Constant" for limit in limits):
+        return None
+    low_values, high_values = (limit.get_data() for limit in limits)
+    if np.ptp(low_values) or np.ptp(high_values):  # per-channel: no single scale
+        return None
+    in_low, in_high = float(low_values.flat[0]), float(high_values.flat[0])
+    qmin, qmax = _INT_RANGES[dtype]
+    scale = (in_high - in_low) / (int(node.get_levels()) - 1)
+    steps = -in_low / scale
+    zero_point = qmin + round(steps)
+    if abs(steps - round(steps)) > 1e-3 or not qmin <= zero_point <= qmax or node.get_levels() > 256:
+        return None
+    return Quantization(scale=float(np.float32(scale)), zero_point=int(zero_point))
+
+
+def _single_consumer(node: Any) -> Any:
+    targets = [t for output in node.outputs() for t in output.get_target_inputs()]
+    return targets[0].get_node() if len(targets) == 1 else None
+
+
+def _after_softmax(port: Any) -> bool:
+    node = port.get_node()  # the Result
+    node = node.input_value(0).get_node()
+    while node.get_type_name() in _PASSTHROUGH:
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Softmax"
+
+
+def _float16_io(ov: Any, model: Any, recipe: Recipe) -> Any:
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    if recipe.input_dtype is IODtype.FLOAT16:
+        for port in model.inputs:
+            ppp.input(port.get_any_name()).tensor().set_element_type(ov.Type.f16)
+    if recipe.output_dtype is IODtype.FLOAT16:
+        for port in model.outputs:
+            ppp.output(port.get_any_name()).tensor().set_element_type(ov.Type.f16)
+    return ppp.build()
+
+
+def _ov_type(ov: Any, dtype: str) -> Any:
+    return {"int8": ov.Type.i8, "uint8": ov.Type.u8}[dtype]
+
+
+def _spec(port: Any, quantization: Quantization | None) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    dtype = port.get_element_type().to_dtype().name
+    return TensorSpec(name=port.get_any_name(), shape=shape, dtype=dtype, quantization=quantization)
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of an OpenVINO/NNCF error (OpenVINO prefixes 'Exception from src/...')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception from") and not line.startswith("Check '")]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
