@@ -18,8 +18,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# One pytest process per runtime for latency: runtimes slow each other down inside one process.
 perf: $(STAMP)
-	$(PY) -m pytest tests/perf --benchmark-only --benchmark-enable -q
+	$(PY) -m pytest tests/perf -k conversion --benchmark-enable -q -s
+	for fmt in tflite onnx openvino; do \
+		$(PY) -m pytest tests/perf -k "half and $$fmt" --benchmark-enable -q -s || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks

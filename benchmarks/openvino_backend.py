@@ -5,10 +5,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._deps import require
+from edgekit._deps import require, version_of
 from edgekit.artifact import TensorSpec
 from edgekit.benchmarks.base import ArtifactLoadError, Backend, DeviceUnavailable
 from edgekit.errors import InputError
+
+# Devices that schedule onto real ones; OpenVINO itself reports a missing member device.
+_VIRTUAL_DEVICES = {"AUTO", "MULTI", "HETERO", "BATCH"}
 
 
 class OpenVINOBackend(Backend):
@@ -25,7 +28,7 @@ class OpenVINOBackend(Backend):
             raise ArtifactLoadError(f"{xml}: file is empty")
         self._core = ov.Core()
         available = self._core.available_devices
-        if not self.device.startswith("AUTO") and self.device not in available:
+        if not _present(self.device, available):
             raise DeviceUnavailable(self.device, available)
         try:
             # Naming the .bin keeps read_model on the IR frontend (no TF parser noise on bad files).
@@ -51,7 +54,8 @@ class OpenVINOBackend(Backend):
         try:
             self._compiled = self._core.compile_model(self._model, self.device, self._config())
         except Exception as exc:
-            raise ArtifactLoadError(f"{self.path}: OpenVINO cannot compile it for {self.device}: {_reason(exc)}") from None
+            reason = _reason(exc)
+            raise ArtifactLoadError(f"{self.path}: OpenVINO cannot compile it for {self.device}: {reason}") from None
         self._request = self._compiled.create_infer_request()
         self._input_names = [port.get_any_name() for port in self._compiled.inputs]
         self._output_names = [port.get_any_name() for port in self._compiled.outputs]
@@ -71,7 +75,8 @@ class OpenVINOBackend(Backend):
             self._reshape(arrays)
         request, tensor = self._request, self._ov.Tensor
         for index, array in enumerate(arrays):
-            request.set_input_tensor(index, tensor(array, shared_memory=True))
+            # Shares the caller's memory, no copy; shared memory needs C order (a no-op when it is).
+            request.set_input_tensor(index, tensor(np.ascontiguousarray(array), shared_memory=True))
         request.infer()
         # Copies: the request reuses its output memory on the next call.
         return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
@@ -96,7 +101,8 @@ class OpenVINOBackend(Backend):
             threads = self.threads
         return {
             "runtime": self.runtime,
-            "version": self._ov.get_version(),
+            "version": version_of("openvino") or self._ov.get_version(),
+            "build": self._ov.get_version(),
             "device": self.device,
             "inference_precision": precision,
             "performance_hint": "LATENCY",
@@ -106,6 +112,13 @@ class OpenVINOBackend(Backend):
 
     def close(self) -> None:
         self._request = self._compiled = self._model = None  # type: ignore[assignment]
+
+
+def _present(device: str, available: list[str]) -> bool:
+    """AUTO-like devices pick from what is there; "GPU" is present when "GPU.0" is."""
+    if device.split(":")[0] in _VIRTUAL_DEVICES:
+        return True
+    return any(name == device or name.startswith(device + ".") for name in available)
 
 
 def _spec(port: Any) -> TensorSpec:

@@ -38,8 +38,10 @@ class TFLiteBackend(Backend):
     def load(self) -> None:
         check_tflite_file(self.path)
         interpreter_class, load_delegate, self._package = _interpreter_api()
-        self._delegate_library = None if self.device.upper() == "CPU" else _delegate_library(self.device)
-        delegates = [_load_delegate(load_delegate, self.device, self._delegate_library)] if self._delegate_library else None
+        delegates = None
+        if self.device.upper() != "CPU":
+            self._delegate_library = _delegate_library(self.device)
+            delegates = [_load_delegate(load_delegate, self.device, self._delegate_library)]
         # LiteRT runs on 1 thread when not told otherwise; pass it explicitly so describe() is true.
         self._threads = self.threads or 1
         try:
@@ -47,10 +49,12 @@ class TFLiteBackend(Backend):
                 model_path=str(self.path), num_threads=self._threads, experimental_delegates=delegates
             )
             self._interpreter.allocate_tensors()
+            # Inside the try: a corrupt name in the file surfaces here as UnicodeDecodeError (a ValueError).
+            self._inputs = _io(self._interpreter, "inputs")
+            self._outputs = _io(self._interpreter, "outputs")
         except (ValueError, RuntimeError) as exc:
-            raise ArtifactLoadError(f"{self.path}: not a loadable TFLite model: {_first_line(exc)}") from None
-        self._inputs = _io(self._interpreter, "inputs")
-        self._outputs = _io(self._interpreter, "outputs")
+            by = f"{self._package} with the {self._delegate_library} delegate" if delegates else self._package
+            raise ArtifactLoadError(f"{self.path}: {by} cannot load it: {_first_line(exc)}") from None
         self._input_indices = [(spec.name, index) for spec, index in self._inputs]
         self._output_indices = [(spec.name, index) for spec, index in self._outputs]
         self._shapes = {int(d["index"]): tuple(d["shape"].tolist()) for d in self._interpreter.get_input_details()}
@@ -82,7 +86,7 @@ class TFLiteBackend(Backend):
             "runtime": self.runtime,
             "interpreter": self._package,
             "device": self.device,
-            "delegate": self._delegate_library or "XNNPACK (built in)",
+            "delegate": self._delegate_library,  # None: LiteRT's CPU kernels (XNNPACK where it applies)
             "threads": self._threads,
             "precision": self.precision,
         }
@@ -102,8 +106,9 @@ class TFLiteBackend(Backend):
             op = producers.get(index)
             if op is not None and op["op_name"] == "DEQUANTIZE":
                 op = producers.get(int(op["inputs"][0]))
-            if op is not None and op["op_name"] == "SOFTMAX" and np.dtype(op["result_types"][0]).name in ("int8", "uint8"):
-                names.append(spec.name)
+            if op is not None and op["op_name"] == "SOFTMAX":
+                if np.dtype(op["result_types"][0]).name in ("int8", "uint8"):
+                    names.append(spec.name)
         return names
 
 

@@ -8,6 +8,10 @@ inverse on the way out, with the numbers returned in the TensorSpecs.
 """
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,8 @@ _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 # Ops that move or relabel values without changing them: an input's FakeQuantize may sit
 # behind them, and a Softmax may sit before an output through them.
 _PASSTHROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Convert", "FakeQuantize"}
+# OpenVINO names an unnamed node <OpType>_<n> from a process-wide counter (and passes copy such names).
+_AUTO_NAME = re.compile(r"\b([A-Z][A-Za-z0-9]*)_(\d+)\b")
 
 
 def convert(job: ConvertJob) -> Converted:
@@ -53,6 +59,7 @@ def convert(job: ConvertJob) -> Converted:
     if IODtype.FLOAT16 in (recipe.input_dtype, recipe.output_dtype):
         model = _float16_io(ov, model, recipe)
 
+    _renumber_auto_names(model)
     try:
         # save_model compresses to fp16 by default; only the fp16 recipe wants that. int8 models
         # keep f32 constants so that the FakeQuantize ranges match the I/O scales exactly.
@@ -71,8 +78,25 @@ def convert(job: ConvertJob) -> Converted:
     )
 
 
+def _renumber_auto_names(model: Any) -> None:
+    """Renumber counter-made node names in graph order, so that the .xml is the same bytes
+    however many models this process converted before (names are labels only)."""
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        return f"{match[1]}_{numbers.setdefault(match[2], str(len(numbers)))}"
+
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        new_name = _AUTO_NAME.sub(renumber, name)
+        if new_name != name:
+            op.set_friendly_name(new_name)
+
+
 def _check_recipe(recipe: Recipe) -> None:
     """Options OpenVINO cannot honour are errors, not silent changes."""
+    if recipe.precision is Precision.INT16X8:
+        raise ConversionError("OpenVINO (NNCF) has no int16x8 quantization; use int8-static or int8-full")
     if recipe.activation_type is QuantDtype.INT16:
         raise ConversionError("OpenVINO (NNCF) quantizes activations to 8 bits; activation_type int16 is not supported")
     wants_int_io = recipe.input_dtype in _INT_IO or recipe.output_dtype in _INT_IO
@@ -87,9 +111,15 @@ def _read_source(ov: Any, job: ConvertJob) -> Any:
     fmt = job.source.format
     path = job.exports.saved_model() if fmt in ("keras", "saved_model") else job.source.path
     try:
-        return ov.convert_model(str(path))
+        model = ov.convert_model(str(path))
     except Exception as exc:
         raise ConversionError(f"OpenVINO could not convert the {fmt} model {path}: {_reason(exc)}") from None
+    # convert_model records the absolute input path in the IR; for a Keras source that is a
+    # scratch directory. The source's file name keeps the .xml reproducible and leaks no paths.
+    if model.has_rt_info(["conversion_parameters", "input_model"]):
+        name = job.source.path.name if job.source.path else job.source.label
+        model.set_rt_info(name, ["conversion_parameters", "input_model"])
+    return model
 
 
 def _match_ports(specs: list[TensorSpec], ports: list[Any], kind: str, notes: list[str]) -> list[str]:
@@ -140,7 +170,8 @@ def _output_ranges(ov: Any, model: Any, samples: list[list[np.ndarray]]) -> dict
 def _compress_weights(model: Any, notes: list[str]) -> Any:
     nncf = require("nncf")
     try:
-        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        with _nncf_warnings_to(notes):
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     except Exception as exc:
         raise ConversionError(f"NNCF weight compression failed: {_reason(exc)}") from None
     notes.append(
@@ -174,24 +205,28 @@ def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes
             "NNCF has no KL-divergence calibration"
         )
     if recipe.weight_type is not QuantDtype.INT8:
-        notes.append(f"weight_type {recipe.weight_type.value} not applied: NNCF quantizes OpenVINO weights to signed int8")
+        notes.append(
+            f"weight_type {recipe.weight_type.value} not applied: NNCF quantizes OpenVINO weights to signed int8"
+        )
     advanced = AdvancedQuantizationParameters(
         activations_range_estimator_params=estimators[recipe.calibration],
         weights_quantization_params=QuantizationParameters(per_channel=recipe.per_channel),
     )
     try:
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(samples),
-            subset_size=len(samples),
-            preset=preset,
-            advanced_parameters=advanced,
-        )
+        with _nncf_warnings_to(notes):
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(samples),
+                subset_size=len(samples),
+                preset=preset,
+                advanced_parameters=advanced,
+            )
     except Exception as exc:
         raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
+    granularity = "per-channel" if recipe.per_channel else "per-tensor"
     notes.append(
         f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
-        f"{'per-channel' if recipe.per_channel else 'per-tensor'} int8 weights"
+        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights"
     )
     if recipe.precision is Precision.INT8_FULL:
         notes.append(
@@ -199,6 +234,23 @@ def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes
             "unquantized (e.g. pooling, reshapes, the last layer's output) run in float"
         )
     return quantized
+
+
+@contextmanager
+def _nncf_warnings_to(notes: list[str]) -> Iterator[None]:
+    """NNCF logs its own fallbacks (e.g. a range estimator it cannot use somewhere) as warnings: keep them."""
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(f"NNCF: {record.getMessage()}")
+
+    handler = _Collect(logging.WARNING)
+    logger = logging.getLogger("nncf")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _integer_io(
@@ -226,7 +278,9 @@ def _integer_io(
             if q is None:
                 data = job.calibration.arrays[spec.name]  # type: ignore[union-attr]
                 q = quantization_from_range(float(data.min()), float(data.max()), dtype)
-                notes.append(f"input '{name}': no NNCF FakeQuantize follows it; {dtype} scale from the calibration range")
+                notes.append(
+                    f"input '{name}': no NNCF FakeQuantize follows it; {dtype} scale from the calibration range"
+                )
             steps = ppp.input(name)
             steps.tensor().set_element_type(_ov_type(ov, dtype))
             # real = (q - zero_point) * scale
@@ -244,7 +298,12 @@ def _integer_io(
                     f"WARNING: output '{name}' is a Softmax quantized to {dtype}: small probabilities become 0; "
                     "verify on logits or task metrics, or keep this output float"
                 )
-            q = quantization_from_range(*out_ranges[name], dtype)
+            low_seen, high_seen = out_ranges[name]
+            q = quantization_from_range(low_seen, high_seen, dtype)
+            notes.append(
+                f"output '{name}': {dtype} scale covers [{low_seen:.4g}, {high_seen:.4g}], the float model's range "
+                "on the calibration data; values beyond it saturate"
+            )
 
             # q = clamp(round(real / scale) + zero_point), rounding half to even like numpy
             def quantize(node: Any, q: Quantization = q, dtype: str = dtype) -> Any:

@@ -30,7 +30,7 @@ def convert(job: ConvertJob) -> Converted:
     if job.source.format == "tflite":
         shutil.copyfile(job.source.path, job.output)  # registry allows fp32 passthrough only
         tools: dict[str, str] = {}
-        notes = ["the .tflite source was copied unchanged (fp32 passthrough)"]
+        notes = ["The .tflite source was copied unchanged (fp32 passthrough)."]
     else:
         tf = require("tensorflow")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(job.exports.saved_model()))
@@ -52,8 +52,8 @@ def convert(job: ConvertJob) -> Converted:
         outputs = _in_source_order(backend.outputs(), job.source.outputs, "output")
         for name in backend.quantized_softmax_outputs():
             notes.append(
-                f"output '{name}' is a softmax computed in 8 bits (scale 1/256): probabilities below about 0.004 "
-                "become 0, so verify on logits or a task metric rather than on these values"
+                f"Output '{name}' is a softmax computed in 8 bits (scale 1/256): probabilities below about 0.004 "
+                "become 0, so verify on logits or a task metric rather than on these values."
             )
     return Converted(inputs, outputs, tools=tools, notes=notes)
 
@@ -71,15 +71,17 @@ def _configure(tf: Any, converter: Any, job: ConvertJob) -> list[str]:
     if not recipe.per_channel:
         converter._experimental_disable_per_channel = True  # no public switch for per-tensor weights
     if recipe.weight_type is not QuantDtype.INT8:
-        notes.append(f"TFLite quantizes weights to int8 only; weight_type {recipe.weight_type.value} was not used")
+        notes.append(
+            f"TFLite quantizes weights to int8 only: int8 was used, not weight_type {recipe.weight_type.value}."
+        )
     if precision is Precision.INT8_DYNAMIC:
         return notes
 
     converter.representative_dataset = _representative(job)
     if recipe.calibration is not Calibration.MINMAX:
         notes.append(
-            f"calibration '{recipe.calibration.value}' was requested but TFLiteConverter only calibrates "
-            "with min/max ranges, so min/max was used"
+            f"Calibration '{recipe.calibration.value}' was requested, but TFLiteConverter calibrates with "
+            "min/max ranges only, so min/max was used."
         )
     if precision is Precision.INT16X8:
         ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -87,7 +89,8 @@ def _configure(tf: Any, converter: Any, job: ConvertJob) -> list[str]:
         return notes
     if recipe.activation_type is not QuantDtype.INT8:
         notes.append(
-            f"TFLite quantizes activations to int8 only; activation_type {recipe.activation_type.value} was not used"
+            "TFLite quantizes activations to int8 only: int8 was used, not activation_type "
+            f"{recipe.activation_type.value}."
         )
     if precision is Precision.INT8_FULL:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -101,11 +104,12 @@ def _check_io_dtypes(recipe: Recipe) -> None:
     for which, dtype in (("input_dtype", recipe.input_dtype), ("output_dtype", recipe.output_dtype)):
         if dtype is IODtype.FLOAT32:
             continue
-        if dtype is IODtype.FLOAT16 or recipe.precision not in _INTEGER_IO:
-            accepted = "float32, int8 or uint8" if recipe.precision in _INTEGER_IO else "float32"
+        if dtype is IODtype.FLOAT16:
+            raise InputError(f"tflite {which} float16 is not available (TFLite I/O is float32, int8 or uint8)")
+        if recipe.precision not in _INTEGER_IO:
             raise InputError(
                 f"tflite {which} {dtype.value} conflicts with precision {recipe.precision.value} "
-                f"(TFLite accepts {accepted} there)"
+                "(integer I/O needs int8-static or int8-full; other precisions keep float32 I/O)"
             )
 
 
@@ -156,7 +160,7 @@ def _strip_location(text: str) -> str:
     if not text.startswith("loc("):
         return text
     depth = 0
-    for position, char in enumerate(text):
+    for position, char in enumerate(text[3:], start=3):  # from the "(" of "loc("
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth == 0:
             return text[position + 1 :].lstrip(": ")

@@ -12,6 +12,7 @@ import numpy as np
 from edgekit import iocast
 from edgekit.artifact import TensorSpec, Verification
 from edgekit.benchmarks.base import Backend, DeviceUnavailable
+from edgekit.benchmarks.metrics import fidelity
 from edgekit.benchmarks.registry import backend_class
 from edgekit.dataset import Dataset
 from edgekit.targets.schema import Recipe, Tolerance
@@ -69,43 +70,26 @@ def judge(
     samples: int,
     precision_ran: str | None = None,
 ) -> Verification:
-    flat_actual = np.concatenate([a.reshape(-1) for a in actual]).astype(np.float64)
-    flat_reference = np.concatenate([r.reshape(-1) for r in reference]).astype(np.float64)
-    error = np.abs(flat_actual - flat_reference)
-    cosine = _cosine(flat_actual, flat_reference)
-    top1 = _top1_agreement(actual[0], reference[0])
+    figures = fidelity(actual, reference)
+    cosine, top1, max_error = figures["cosine"], figures["top1_agreement"], figures["max_abs_error"]
     failures = []
     if cosine < tolerance.min_cosine:
         failures.append(f"cosine {cosine:.5f} < {tolerance.min_cosine}")
-    if tolerance.max_abs_error is not None and error.max() > tolerance.max_abs_error:
-        failures.append(f"max abs error {error.max():.3g} > {tolerance.max_abs_error}")
+    if tolerance.max_abs_error is not None and max_error > tolerance.max_abs_error:
+        failures.append(f"max abs error {max_error:.3g} > {tolerance.max_abs_error}")
     if tolerance.min_top1_agreement is not None and top1 is not None and top1 < tolerance.min_top1_agreement:
         failures.append(f"top-1 agreement {top1:.3f} < {tolerance.min_top1_agreement}")
     return Verification(
         passed=not failures,
         samples=samples,
-        max_abs_error=float(error.max()),
-        mean_abs_error=float(error.mean()),
+        max_abs_error=max_error,
+        mean_abs_error=figures["mean_abs_error"],
         cosine=cosine,
         top1_agreement=top1,
         tolerances=tolerance.model_dump(exclude_none=True),
         failures=failures,
         precision_ran=precision_ran,
     )
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0:
-        return 1.0 if np.array_equal(a, b) else 0.0
-    return float(np.dot(a, b) / norm)
-
-
-def _top1_agreement(actual: np.ndarray, reference: np.ndarray) -> float | None:
-    """Share of samples whose argmax class agrees, for classifier-shaped (N, classes) outputs."""
-    if reference.ndim != 2 or reference.shape[1] < 2:
-        return None
-    return float(np.mean(actual.argmax(axis=1) == reference.argmax(axis=1)))
 
 
 def generated_samples(inputs: list[TensorSpec], count: int = 16, seed: int = 0) -> Dataset:

@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from edgekit.convert import convert
+    from edgekit.benchmarks.runner import Settings as BenchSettings
+    from edgekit.benchmarks.runner import benchmark
+    from edgekit.conversion import convert
     from edgekit.targets.loader import load_target
 
 _LAZY = {
-    "convert": ("edgekit.convert", "convert"),
+    "convert": ("edgekit.conversion", "convert"),
+    "benchmark": ("edgekit.benchmarks.runner", "benchmark"),
+    "BenchSettings": ("edgekit.benchmarks.runner", "Settings"),
     "load_target": ("edgekit.targets.loader", "load_target"),
     "Manifest": ("edgekit.manifest", "Manifest"),
     "EdgekitError": ("edgekit.errors", "EdgekitError"),

@@ -77,6 +77,7 @@ class Artifact:
     bytes: int = 0
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
+    profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""

@@ -68,7 +68,7 @@ def convert(
 ) -> None:
     """Convert MODEL for each target into each format, quantize it, and verify every artifact."""
     from edgekit.console import Progress
-    from edgekit.convert import convert as run_convert
+    from edgekit.conversion import convert as run_convert
 
     manifest = run_convert(
         model,
@@ -90,6 +90,54 @@ def convert(
         failed = [f"{a.target}/{a.format}" for a in manifest.artifacts if not a.passed]
         failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
         raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
+
+
+@app.command()
+@handles_errors
+def bench(
+    paths: Annotated[list[Path], typer.Argument(help="A manifest.json, an output directory of `edgekit convert`, or .tflite/.onnx/.xml files.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help=".npz with input arrays (named after the inputs) and optional 'labels'.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="The source model, for fidelity and accuracy drop (default: the manifest's source).")] = None,
+    target: Annotated[Optional[str], typer.Option("-t", "--target", help="Target profile for runtime, device and default budgets (default: each artifact's own).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="tflite | onnxruntime | openvino (default: the format's runtime).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Device: CPU, GPU, NPU, AUTO (OpenVINO), a LiteRT delegate, or an ONNX Runtime provider (CUDA, ...).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the profile's, else the runtime's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size per inference.")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed inferences before measuring.")] = 10,
+    min_runs: Annotated[int, typer.Option("--min-runs", help="Timed inferences, at least.")] = 50,
+    min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed inferences, at least.")] = 1.0,
+    budget: Annotated[Optional[list[str]], typer.Option("--budget", help="KEY=VALUE, e.g. latency_p90_ms=5 or min_accuracy=0.95; repeatable; overrides the profile's.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A budget that could not be measured fails.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before one artifact's worker is stopped.")] = 600.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the JSON report (schema edgekit.report/1).")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown table for pull requests.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one testcase per (artifact, budget).")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report with plots.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table.")] = False,
+) -> None:
+    """Benchmark artifacts on their runtimes and judge latency, memory, size and accuracy budgets."""
+    from edgekit import reports
+    from edgekit.benchmarks.runner import Settings, benchmark
+    from edgekit.console import Progress
+
+    settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
+                        backend=backend, device=device, strict=strict, timeout=timeout)
+    result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
+                       progress=Progress(quiet=quiet or as_json))
+    for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
+                        (junit, reports.write_junit), (html, reports.write_html)):
+        if path is not None:
+            write(result, path)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not quiet:
+        from rich.console import Console
+
+        reports.console_table(result, Console(stderr=True))
+    if not result.passed:
+        failed = [r.measurement.name for r in result.results if not r.passed(strict)]
+        raise _fail(f"{len(failed)} artifact(s) missed a budget or errored: {', '.join(failed)}", EXIT_FAILED)
 
 
 @app.command()

@@ -94,6 +94,7 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         path = Path(os.path.relpath(artifact.path, base))
     return {
         "target": artifact.target,
+        "profile": artifact.profile,
         "format": artifact.format,
         "precision": artifact.precision,
         "path": path.as_posix(),
@@ -127,4 +128,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         bytes=data["bytes"],
         verification=Verification(**verification) if verification else None,
         notes=data.get("notes", []),
+        profile=data.get("profile", ""),
     )

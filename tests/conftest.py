@@ -57,6 +57,17 @@ def digits_example(tmp_path_factory) -> dict[str, Path]:
     return train_digits(tmp_path_factory.mktemp("digits"), epochs=30)
 
 
+@pytest.fixture(scope="session")
+def digits_dist(digits_example, tmp_path_factory) -> dict:
+    """The digits model converted for cpu, gpu, npu and cpu-fp32 in every format (12 artifacts)."""
+    from edgekit import convert
+
+    out = tmp_path_factory.mktemp("dist")
+    targets = ["cpu", "gpu", "npu", "cpu-fp32"]
+    manifest = convert(digits_example["model"], targets, calibration=digits_example["calibration"], output=out)
+    return {"manifest": manifest, "dir": out}
+
+
 class CliResult:
     def __init__(self, code: int, stdout: str, stderr: str):
         self.code, self.stdout, self.stderr = code, stdout, stderr
@@ -65,7 +76,7 @@ class CliResult:
         return f"exit {self.code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-3000:]}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     """Run `edgekit ARGS...` in-process, as a user would, capturing exit code and streams."""
     from typer.testing import CliRunner

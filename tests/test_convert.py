@@ -10,12 +10,8 @@ GENERIC = ["cpu", "gpu", "npu", "cpu-fp32"]
 
 
 @pytest.fixture(scope="module")
-def converted(digits_example, tmp_path_factory):
-    from edgekit import convert
-
-    out = tmp_path_factory.mktemp("dist")
-    manifest = convert(digits_example["model"], GENERIC, calibration=digits_example["calibration"], output=out)
-    return manifest, json.loads((out / "manifest.json").read_text()), out
+def converted(digits_dist):
+    return digits_dist["manifest"], json.loads((digits_dist["dir"] / "manifest.json").read_text()), digits_dist["dir"]
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_unwritable_output(cli, tmp_path, tiny_keras_path, calib):
     [
         (["-t", "coral-edgetpu", "-f", "onnx"], "target 'coral-edgetpu' defines no onnx recipe (it defines: tflite)"),
         (["-t", "cpu-fp32", "-f", "openvino", "--precision", "int16x8"], "openvino does not support precision int16x8"),
-        (["-t", "cpu", "--precision", "int9"], "did you mean 'int8"),
+        (["-t", "cpu", "--precision", "int8-ful"], "did you mean 'int8-full'"),
         (["-t", "cpu", "-f", "tflite,caffe"], "unknown format 'caffe'"),
         (["-t", "cpu", "--calibration-samples", "0"], "at least 1"),
         (["-t", "cpu", "-t", "cpu"], "unique"),

@@ -131,8 +131,22 @@ def test_int8_full_with_integer_io(make, reference, eval_data, dtype):
     assert _cosine(got, reference) > 0.97
 
 
+def test_integer_io_adds_no_error_of_its_own(make, eval_data):
+    """The int8 input lands on NNCF's FakeQuantize grid and the output is quantized with the recorded
+    numbers: the same int8 model with float I/O, fed the dequantized input, gives the same integers."""
+    int_path, int_io = make("int8-full-int8", precision="int8-full", input_dtype="int8", output_dtype="int8")
+    float_path, float_io = make("int8-full", precision="int8-full")
+    (spec_in,), (spec_out,) = int_io.inputs, int_io.outputs
+    dequantized = from_output(spec_in, to_input(spec_in, eval_data))
+    _, raw_int, _ = _run(int_path, "int8-full", int_io.inputs, eval_data, int_io.outputs)
+    from_float, _, _ = _run(float_path, "int8-full", float_io.inputs, dequantized, float_io.outputs)
+    expected = to_input(spec_out, from_float)  # quantized (and clamped) the way an app would
+    assert np.abs(raw_int.astype(np.int32) - expected).max() <= 1  # 1: a tie may round either way
+
+
 def test_integer_io_needs_int8_full(tiny_source, tiny_exports, tiny_calibration, tmp_path):
-    job = _job(tiny_source, tiny_exports, tiny_calibration, tmp_path / "m.xml", precision="int8-static", input_dtype="int8")
+    recipe = {"precision": "int8-static", "input_dtype": "int8"}
+    job = _job(tiny_source, tiny_exports, tiny_calibration, tmp_path / "m.xml", **recipe)
     with pytest.raises(ConversionError, match="int8-full"):
         convert(job)
 
@@ -147,7 +161,8 @@ def test_softmax_output_quantized_to_int8_is_warned(tiny_calibration, tmp_path):
     inputs = keras.Input((8, 8, 1), name="image")
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
     source = load_source(keras.Model(inputs, outputs))
-    job = _job(source, Exports(source, tmp_path), tiny_calibration, tmp_path / "m.xml", precision="int8-full", output_dtype="int8")
+    recipe = {"precision": "int8-full", "output_dtype": "int8"}
+    job = _job(source, Exports(source, tmp_path), tiny_calibration, tmp_path / "m.xml", **recipe)
     converted = convert(job)
     assert any("Softmax" in note for note in converted.notes)
 
@@ -186,9 +201,10 @@ def tflite_source(keras_model, tmp_path_factory) -> SourceModel:
     return SourceModel("tflite", path, specs, outs, sha256="")
 
 
-@pytest.mark.parametrize("kind", ["onnx", "tflite"])
-@pytest.mark.parametrize("precision", ["fp32", "int8-static"])
-def test_onnx_and_tflite_sources_convert(request, kind, precision, tiny_exports, tiny_calibration, reference, eval_data, tmp_path):
+@pytest.mark.parametrize("kind, precision", [("onnx", "fp32"), ("onnx", "int8-static"), ("tflite", "fp32")])
+def test_onnx_and_tflite_sources_convert(
+    request, kind, precision, tiny_exports, tiny_calibration, reference, eval_data, tmp_path
+):
     source = request.getfixturevalue(f"{kind}_source")
     calibration = {source.inputs[0].name: tiny_calibration["image"]}
     output = tmp_path / "model.xml"
@@ -201,13 +217,50 @@ def test_onnx_and_tflite_sources_convert(request, kind, precision, tiny_exports,
 # --- determinism ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8-static"])
-def test_conversion_is_deterministic(make, tiny_source, tiny_exports, tiny_calibration, tmp_path, precision):
-    first, _ = make(precision, precision=precision)
+def test_converting_again_in_the_same_process_is_byte_identical(
+    make, tiny_source, tiny_exports, tiny_calibration, tmp_path
+):
+    """OpenVINO numbers unnamed nodes from a process-wide counter; the converter renumbers them."""
+    first, _ = make("int8-full", precision="int8-full")
     again = tmp_path / "model.xml"
-    convert(_job(tiny_source, tiny_exports, tiny_calibration, again, precision=precision))
+    convert(_job(tiny_source, tiny_exports, tiny_calibration, again, precision="int8-full"))
     assert first.with_suffix(".bin").read_bytes() == again.with_suffix(".bin").read_bytes()
     assert first.read_bytes() == again.read_bytes()
+
+
+_CONVERT_IN_A_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+import numpy as np
+from edgekit.artifact import TensorSpec
+from edgekit.converters.base import ConvertJob
+from edgekit.converters.exports import Exports
+from edgekit.converters.openvino import convert
+from edgekit.converters.source import SourceModel
+from edgekit.dataset import Dataset
+from edgekit.targets.schema import Format, Recipe
+onnx_path, name, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+inputs, outputs = [TensorSpec(name, (None, 8, 8, 1), "float32")], [TensorSpec("o", (None, 10), "float32")]
+source = SourceModel("onnx", onnx_path, inputs, outputs, "")
+data = Dataset({name: np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)})
+for precision, io in [("fp32", "float32"), ("int8-full", "int8")]:
+    recipe = Recipe(runtime="openvino", precision=precision, input_dtype=io, output_dtype=io)
+    job = ConvertJob(source, "t", Format.OPENVINO, recipe, data, Exports(source, out), out / f"{precision}.xml")
+    convert(job)
+"""
+
+
+def test_conversion_in_fresh_processes_is_byte_identical(onnx_source, tmp_path):
+    runs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        out.mkdir()
+        args = [str(onnx_source.path), onnx_source.inputs[0].name, str(out)]
+        subprocess.run([sys.executable, "-c", _CONVERT_IN_A_FRESH_PROCESS, *args], check=True, capture_output=True)
+        runs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert sorted(runs[0]) == ["fp32.bin", "fp32.xml", "int8-full.bin", "int8-full.xml"]
+    assert runs[0] == runs[1]
+    assert str(tmp_path).encode() not in runs[0]["fp32.xml"]  # no scratch or source paths recorded
 
 
 # --- backend --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """`edgekit.convert`: a source model -> one verified artifact per (target, format), and a manifest."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import shutil
 import tempfile
 import time
@@ -61,15 +63,16 @@ def convert(
     output = Path(output)
     resolved = _load_targets(targets, precision)
     source = load_source(model)
-    progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
     plans, skipped = _plan(source, resolved, formats)
     calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
+    _prepare_output(output)
+    # Everything is validated before the first line is printed: bad input gets one line.
+    progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
     if calib is not None:
         progress.info(f"calibration: {calib.samples} samples from {calib.origin}")
     for skip in skipped:
         progress.info(f"skipped {skip['target']}/{skip['format']}: {skip['reason']}")
 
-    _prepare_output(output)
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
     try:
         manifest = _run(source, plans, calib, staging, output, verify_artifacts, progress)
@@ -170,7 +173,8 @@ def _run(source, plans, calib, staging, output, verify_artifacts, progress) -> M
     for plan in plans:
         label = f"{plan.target.name}/{plan.format.value} ({plan.recipe.precision.value})"
         try:
-            with progress.step(f"converting {label}"):
+            # Converters' own progress bars (NNCF's) go to stderr: stdout is kept for --json.
+            with progress.step(f"converting {label}"), contextlib.redirect_stdout(sys.stderr):
                 artifact = _convert_one(source, plan, calib, exports, staging, output)
                 if verify_artifacts:
                     _verify_one(artifact, plan, samples, reference)
@@ -202,6 +206,7 @@ def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Pat
         tools=converted.tools,
         seconds=time.perf_counter() - started,
         notes=list(converted.notes),
+        profile=plan.target.source,
     )
     artifact.fingerprint()
     return artifact

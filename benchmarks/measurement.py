@@ -1,0 +1,154 @@
+"""What a benchmark saw, and how it was judged: the data behind every report.
+
+Plain dataclasses with `to_dict`, so reports (JSON, Markdown, JUnit, HTML) and the
+console table all read the same figures. A figure that was not measured is None,
+with the reason in `skipped` or `notes` — never a made-up number.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+REPORT_SCHEMA = "edgekit.report/1"
+
+
+@dataclass
+class LatencyStats:
+    """Steady-state latency of single inferences, in milliseconds."""
+
+    runs: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    throughput_ips: float  # inferences per second at the measured batch size
+    cv: float  # coefficient of variation (std / mean): a noisy host shows here
+    samples_ms: list[float] = field(default_factory=list, repr=False)  # raw timings, for plots
+
+    @classmethod
+    def from_ns(cls, timings_ns: list[int], batch: int = 1) -> LatencyStats:
+        ms = np.asarray(timings_ns, dtype=np.float64) / 1e6
+        mean = float(ms.mean())
+        p50, p90, p95, p99 = (float(v) for v in np.percentile(ms, [50, 90, 95, 99]))
+        return cls(
+            runs=len(ms),
+            mean_ms=mean,
+            std_ms=float(ms.std()),
+            min_ms=float(ms.min()),
+            p50_ms=p50,
+            p90_ms=p90,
+            p95_ms=p95,
+            p99_ms=p99,
+            max_ms=float(ms.max()),
+            throughput_ips=batch * 1000.0 / mean if mean > 0 else 0.0,
+            cv=float(ms.std() / mean) if mean > 0 else 0.0,
+            samples_ms=[round(float(v), 5) for v in ms],
+        )
+
+
+@dataclass
+class Measurement:
+    """Everything measured for one artifact on one backend."""
+
+    name: str  # display name: target/format or the file name
+    path: str
+    format: str
+    runtime: str
+    target: str | None = None
+    precision: str | None = None
+    device_requested: str | None = None
+    backend: dict[str, Any] = field(default_factory=dict)  # describe(): what actually ran
+    size_mb: float | None = None
+    load_ms: float | None = None
+    first_inference_ms: float | None = None
+    latency: LatencyStats | None = None
+    peak_memory_mb: float | None = None  # peak RSS of the worker process
+    model_memory_mb: float | None = None  # RSS added by loading the model
+    metrics: dict[str, float] = field(default_factory=dict)  # accuracy, f1, roc_auc, mae, ...
+    confusion_matrix: list[list[int]] | None = None
+    fidelity: dict[str, float | None] | None = None  # against the reference model
+    reference_metrics: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not measured
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None  # the artifact could not be benchmarked at all
+
+    def value(self, key: str) -> float | None:
+        """A measured figure by budget key name, or None when it was not measured."""
+        if key.startswith("latency_") and self.latency is not None:
+            return getattr(self.latency, key.removeprefix("latency_"), None)
+        if key == "throughput_ips" and self.latency is not None:
+            return self.latency.throughput_ips
+        if key in ("load_ms", "first_inference_ms", "peak_memory_mb", "size_mb", "model_memory_mb"):
+            return getattr(self, key)
+        if key == "accuracy_drop":
+            ref, got = self.reference_metrics.get("accuracy"), self.metrics.get("accuracy")
+            return None if ref is None or got is None else ref - got
+        if self.fidelity and key in self.fidelity:
+            return self.fidelity[key]
+        return self.metrics.get(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["accuracy_drop"] = self.value("accuracy_drop")
+        return data
+
+
+@dataclass
+class Verdict:
+    """One budget judged against one measurement."""
+
+    budget: str  # the key as the user wrote it, e.g. latency_p90_ms
+    limit: float
+    measured: float | None
+    status: str  # pass | fail | not measured
+    reason: str = ""  # why it failed or was not measured
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass
+class Result:
+    measurement: Measurement
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def passed(self, strict: bool = False) -> bool:
+        if self.measurement.error:
+            return False
+        bad = {"fail", "not measured"} if strict else {"fail"}
+        return not any(v.status in bad for v in self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"measurement": self.measurement.to_dict(), "verdicts": [asdict(v) for v in self.verdicts]}
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    host: dict[str, Any]
+    settings: dict[str, Any]  # warmup, min_runs, min_time, threads, batch, strict, data, reference
+    created: str
+    edgekit_version: str
+
+    @property
+    def passed(self) -> bool:
+        strict = bool(self.settings.get("strict"))
+        return all(r.passed(strict) for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "edgekit_version": self.edgekit_version,
+            "created": self.created,
+            "passed": self.passed,
+            "host": self.host,
+            "settings": self.settings,
+            "results": [r.to_dict() for r in self.results],
+        }

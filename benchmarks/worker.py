@@ -1,0 +1,132 @@
+"""One benchmark in its own process: `python -m edgekit.benchmarks.worker JOB.json`.
+
+A crash, hang or out-of-memory in a runtime kills only this process, memory is
+measured without the parent's footprint, and thread settings and imports never
+leak from one runtime to another. The job and the result are JSON files; model
+outputs go to an .npz for the parent to score.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Imported before timing the load, so load_ms is the model's cost, not the import's.
+RUNTIME_MODULES = {"tflite": "ai_edge_litert.interpreter", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    import psutil
+
+    from edgekit import iocast
+    from edgekit._deps import disable_telemetry
+    from edgekit.artifact import TensorSpec
+    from edgekit.benchmarks.base import DeviceUnavailable
+    from edgekit.benchmarks.measurement import LatencyStats
+    from edgekit.benchmarks.registry import backend_class
+
+    disable_telemetry()
+    result: dict[str, Any] = {"skipped": {}, "notes": []}
+    process = psutil.Process()
+    cls = backend_class(job["runtime"])
+    try:
+        importlib.import_module(RUNTIME_MODULES[job["runtime"]])
+    except ImportError:
+        pass  # the backend falls back to another interpreter, or says what to install
+    options = dict(threads=job.get("threads"), precision=job.get("precision"))
+    rss_before = process.memory_info().rss
+    backend = cls(Path(job["path"]), device=job["device"], providers=tuple(job["providers"]), **options)
+    on_requested_device = True
+    started = time.perf_counter_ns()
+    try:
+        backend.load()
+    except DeviceUnavailable as exc:
+        on_requested_device = False
+        reason = str(exc)
+        for figure in ("latency", "load_ms", "first_inference_ms", "peak_memory_mb", "model_memory_mb"):
+            result["skipped"][figure] = reason
+        result["notes"].append(f"accuracy and fidelity measured on the CPU: {reason}")
+        backend = cls(Path(job["path"]), device="CPU", providers=("CPUExecutionProvider",), **options)
+        backend.load()
+    load_ns = time.perf_counter_ns() - started
+    model_rss = process.memory_info().rss - rss_before
+    result["backend"] = backend.describe()
+
+    inputs = [TensorSpec.from_dict(s) for s in job["inputs"]]
+    outputs = [TensorSpec.from_dict(s) for s in job["outputs"]]
+    data = dict(np.load(job["data"])) if job.get("data") else None
+    source_names = job["source_inputs"]
+    batch = job["batch"]
+
+    def feed_for(start: int, count: int) -> dict[str, np.ndarray]:
+        return {
+            spec.name: iocast.to_input(spec, data[src][start : start + count])
+            for spec, src in zip(inputs, source_names, strict=True)
+        }
+
+    first = feed_for(0, batch) if data is not None else _zeros(inputs, batch)
+    started = time.perf_counter_ns()
+    backend.infer(first)
+    first_ns = time.perf_counter_ns() - started
+
+    if on_requested_device:
+        result["load_ms"] = load_ns / 1e6
+        result["first_inference_ms"] = first_ns / 1e6
+        result["model_memory_mb"] = model_rss / 2**20
+        timings = _latency(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"])
+        result["latency"] = LatencyStats.from_ns(timings, batch).__dict__
+
+    if data is not None:
+        samples = len(data[source_names[0]])
+        produced: list[list[np.ndarray]] = [[] for _ in outputs]
+        for start in range(0, samples, batch):
+            out = backend.infer(feed_for(start, min(batch, samples - start)))
+            for index, spec in enumerate(outputs):
+                produced[index].append(iocast.from_output(spec, out[spec.name]))
+        np.savez(job["outputs_file"], *[np.concatenate(chunks) for chunks in produced])
+    backend.close()
+    if on_requested_device:
+        result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+def _zeros(inputs, batch: int) -> dict[str, np.ndarray]:
+    return {s.name: np.zeros((batch, *(d or 1 for d in s.shape[1:])), dtype=s.dtype) for s in inputs}
+
+
+def _latency(infer, feeds, warmup: int, min_runs: int, min_time: float, max_time: float) -> list[int]:
+    """Time single inferences until both min_runs and min_time are reached (max_time caps it)."""
+    for _ in range(warmup):
+        infer(feeds)
+    timings: list[int] = []
+    clock = time.perf_counter_ns
+    deadline_min = clock() + int(min_time * 1e9)
+    deadline_max = clock() + int(max_time * 1e9)
+    while True:
+        start = clock()
+        infer(feeds)
+        end = clock()
+        timings.append(end - start)
+        if (len(timings) >= min_runs and end >= deadline_min) or end >= deadline_max:
+            return timings
+
+
+def main() -> None:
+    job_file = Path(sys.argv[1])
+    job = json.loads(job_file.read_text())
+    try:
+        result = run(job)
+    except Exception as exc:  # reported as this artifact's error; the parent keeps going
+        text = str(exc).strip().splitlines()
+        result = {"error": f"{type(exc).__name__}: {text[0] if text else ''}"}
+    Path(job["result_file"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

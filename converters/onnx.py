@@ -1,0 +1,463 @@
+"""ONNX artifacts: an fp32 export by tf2onnx, quantized by ONNX Runtime's own tools.
+
+tf2onnx makes the fp32 graph (from a SavedModel, or from a .tflite file);
+`onnxruntime.quantization` makes int8 and int16 (QDQ format) and dynamic int8;
+`onnxconverter_common.float16` makes fp16. The only edits made here by hand are
+renames (stable names, stable bytes) and, for integer I/O, removing the
+QuantizeLinear after each input and the DequantizeLinear before each output.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edgekit._deps import require, version_of
+from edgekit.artifact import Quantization, TensorSpec
+from edgekit.converters.base import ConvertJob, Converted
+from edgekit.converters.exports import Exports
+from edgekit.converters.source import SourceModel
+from edgekit.errors import ConversionError, DataError
+from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+
+# Opset 17: tf2onnx 1.17 writes it for every op we meet, and onnxruntime and OpenVINO
+# read it. quantize_static raises a model to opset 21 itself for int16 Q/DQ nodes.
+OPSET = 17
+
+_INTEGER_IO = (IODtype.INT8, IODtype.UINT8)
+# tf2onnx's generated names end in a counter: `Transpose__35`, `const_fold_opt__43`, `unk__44`.
+_GENERATED = re.compile(r"__(\d+)")
+
+
+def export_fp32(exports: Exports, dest: Path) -> None:
+    """Write the source as fp32 ONNX, with its input and output names and layout (NHWC stays NHWC)."""
+    source = exports.source
+    if source.format not in ("keras", "saved_model", "tflite"):
+        raise ConversionError(f"no ONNX export from a {source.format} source")
+    onnx = require("onnx")
+    tf2onnx = require("tf2onnx")
+    # A Keras model goes through its SavedModel: tf2onnx.convert.from_keras fails on
+    # Keras 3 models loaded from .keras files (STACK.md), and other converters share it.
+    saved_model = exports.saved_model() if source.format != "tflite" else None
+    try:
+        if saved_model is None:
+            with warnings.catch_warnings():  # tf2onnx reads shapes with it; not the user's to migrate
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                model, _ = tf2onnx.convert.from_tflite(str(source.path), opset=OPSET)
+        else:
+            model = _from_saved_model(saved_model, tf2onnx)
+    except Exception as exc:  # TensorFlow and tf2onnx raise many types
+        raise ConversionError(f"tf2onnx could not convert {source.label}: {_first_line(exc)}") from None
+    _stable_names(model, source)
+    _check(model, f"tf2onnx's output for {source.label}")
+    onnx.save(model, str(dest))
+
+
+def convert(job: ConvertJob) -> Converted:
+    """Write job.output as ONNX in job.recipe's precision, starting from the fp32 export."""
+    onnx = require("onnx")
+    recipe = job.recipe
+    _check_io_dtypes(recipe)
+    fp32 = job.exports.onnx_fp32()
+    tools = {"onnx": version_of("onnx") or ""}
+    if job.source.format != "onnx":
+        tools["tf2onnx"] = version_of("tf2onnx") or ""
+    if job.source.format in ("keras", "saved_model"):  # tf2onnx traced it with TensorFlow
+        tools["tensorflow"] = version_of("tensorflow") or version_of("tensorflow-cpu") or ""
+    notes: list[str] = []
+    quantization: dict[str, Quantization] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as scratch:
+        if recipe.precision is Precision.FP32:
+            model = onnx.load(str(fp32))  # also pulls in external data, so the artifact is one file
+        elif recipe.precision is Precision.FP16:
+            tools["onnxconverter-common"] = version_of("onnxconverter-common") or ""
+            model = _to_fp16(onnx.load(str(fp32)), recipe, notes)
+        else:
+            tools["onnxruntime"] = version_of("onnxruntime") or ""
+            model = _quantize(job, fp32, Path(scratch), notes)
+            if recipe.input_dtype in _INTEGER_IO or recipe.output_dtype in _INTEGER_IO:
+                quantization = _integer_io(model, recipe)
+            if recipe.precision in (Precision.INT8_FULL, Precision.INT16X8) and (ops := _float_ops(model)):
+                notes.append(f"left in float by onnxruntime's quantizer: {', '.join(ops)}")
+            notes += _softmax_notes(model)
+        _check(model, f"the {recipe.precision.value} ONNX model")
+        onnx.save(model, str(job.output))
+    return Converted(
+        inputs=_specs(model.graph.input, job.source.inputs, quantization),
+        outputs=_specs(model.graph.output, job.source.outputs, quantization),
+        tools=tools,
+        notes=notes,
+    )
+
+
+# --- fp32 export -------------------------------------------------------------
+
+
+def _from_saved_model(path: Path, tf2onnx: Any) -> Any:
+    tf = require("tensorflow")
+    loaded = tf.saved_model.load(str(path))  # keeps the signature's variables alive
+    signature = loaded.signatures["serving_default"]
+    _, kwargs = signature.structured_input_signature
+    names = sorted(kwargs)  # the order load_source gives a SavedModel's inputs
+    specs = [tf.TensorSpec(kwargs[n].shape, kwargs[n].dtype, name=n) for n in names]
+    # tf2onnx traces a function of positional tensors; a signature takes keywords only.
+    # The function returns the signature's dict, so outputs keep the signature's names.
+    function = tf.function(lambda *args: signature(**dict(zip(names, args))), input_signature=specs)
+    model, _ = tf2onnx.convert.from_function(function, specs, opset=OPSET)
+    return model
+
+
+def _stable_names(model: Any, source: SourceModel) -> None:
+    """Name graph inputs and outputs as the source does, and rename tf2onnx's generated names.
+
+    tf2onnx numbers generated names (`Transpose__35`, `const_starts__9`) from a
+    process-wide counter, and which of two merged duplicates keeps its name depends
+    on those numbers, so the same model converted twice in one process gave different
+    bytes. Generated names become `<op type>__<n>` in node order, which depends on the
+    model only; names from the source (layer scopes) stay.
+    """
+    graph = model.graph
+    renames: dict[str, str] = {}
+    for values, specs in ((graph.input, source.inputs), (graph.output, source.outputs)):
+        names = [v.name for v in values]
+        if len(names) != len(specs):
+            raise ConversionError(f"tf2onnx made {len(names)} inputs or outputs where the source has {len(specs)}")
+        if set(names) != {s.name for s in specs}:  # e.g. TFLite tensor names: match by position
+            renames.update({name: spec.name for name, spec in zip(names, specs)})
+    counter = itertools.count(1)
+
+    def rename(name: str, stem: str) -> str:
+        if name not in renames and _GENERATED.search(name):
+            renames[name] = f"{stem}__{next(counter)}"
+        return renames.get(name, name)
+
+    _rename_graph(graph, rename)
+    graph.doc_string = f"converted from {source.format} by tf2onnx"  # was a TF function name with a counter
+
+
+def _rename_graph(graph: Any, rename: Callable[[str, str], str]) -> None:
+    constants = {t.name for t in graph.initializer}
+    for node in graph.node:  # first: node order is stable, so the numbers are too
+        _replace(node.input, [rename(n, "const" if n in constants else "tensor") for n in node.input])
+        node.name = rename(node.name, node.op_type)
+        _replace(node.output, [rename(n, node.op_type) for n in node.output])
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                _rename_graph(subgraph, rename)
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        value.name = rename(value.name, "const")
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.dim_param = rename(dim.dim_param, "dim")
+    graph.initializer.sort(key=lambda tensor: tensor.name)
+    graph.value_info.sort(key=lambda value: value.name)
+
+
+# --- fp16 --------------------------------------------------------------------
+
+
+def _to_fp16(model: Any, recipe: Recipe, notes: list[str]) -> Any:
+    float16 = require("onnxconverter_common.float16")
+    # keep_io_types leaves float32 inputs and outputs with Casts inside the graph.
+    keep_io_types = recipe.input_dtype is IODtype.FLOAT32
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # The tool clamps constants to +-1e4 by default; 65504 is float16's real limit.
+            model = float16.convert_float_to_float16(model, max_finite_val=65504.0, keep_io_types=keep_io_types)
+    except Exception as exc:
+        raise ConversionError(f"onnxconverter-common could not convert to float16: {_first_line(exc)}") from None
+    clamped = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    if clamped:  # one warning per clamped tensor and direction
+        notes.append(f"float16 clamped constants outside its range {len(clamped)} time(s), e.g. {clamped[0]}")
+    return model
+
+
+# --- int8 / int16 --------------------------------------------------------------
+
+
+def _quant_type(q: Any, dtype: QuantDtype) -> Any:
+    return {QuantDtype.INT8: q.QuantType.QInt8, QuantDtype.UINT8: q.QuantType.QUInt8,
+            QuantDtype.INT16: q.QuantType.QInt16}[dtype]
+
+
+def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> Any:
+    """The quantized model, made by onnxruntime.quantization in `scratch`."""
+    onnx = require("onnx")
+    q = require("onnxruntime.quantization")
+    recipe = job.recipe
+    prepared, quantized = scratch / "prepared.onnx", scratch / "quantized.onnx"
+    try:
+        with _logged_errors("onnxruntime.quantization") as errors:
+            q.quant_pre_process(str(fp32), str(prepared))
+        if errors:  # it logs a failed optimization (message, then traceback) and goes on without it
+            reason = errors[-1].strip().splitlines()[-1][:300]
+            notes.append(f"onnxruntime's pre-quantization optimization failed ({reason}); quantized the unoptimized graph")
+        if recipe.precision is Precision.INT8_DYNAMIC:
+            weight_type = _quant_type(q, recipe.weight_type)
+            if recipe.weight_type is QuantDtype.INT8:
+                notes.append("dynamic int8 with signed weights ran 4x slower than uint8 weights on ORT's x86 CPU kernels")
+            q.quantize_dynamic(str(prepared), str(quantized), per_channel=recipe.per_channel, weight_type=weight_type)
+        else:
+            _quantize_static(q, job, prepared, quantized)
+    except (ConversionError, DataError):
+        raise
+    except Exception as exc:  # the quantization tools raise many types
+        raise ConversionError(f"onnxruntime could not quantize to {recipe.precision.value}: {_first_line(exc)}") from None
+    model = onnx.load(str(quantized))
+    before, after = _opset(onnx.load(str(fp32), load_external_data=False)), _opset(model)
+    if before != after:  # int16 Q/DQ needs opset 21
+        notes.append(f"onnxruntime's quantizer raised the opset from {before} to {after}")
+    return model
+
+
+def _quantize_static(q: Any, job: ConvertJob, prepared: Path, quantized: Path) -> None:
+    recipe = job.recipe
+    activation_type = _quant_type(q, recipe.activation_type)
+    weight_type = _quant_type(q, recipe.weight_type)
+    if recipe.precision is Precision.INT16X8:
+        activation_type, weight_type = q.QuantType.QInt16, q.QuantType.QInt8
+    method = {
+        Calibration.MINMAX: q.CalibrationMethod.MinMax,
+        Calibration.ENTROPY: q.CalibrationMethod.Entropy,
+        Calibration.PERCENTILE: q.CalibrationMethod.Percentile,
+    }[recipe.calibration]
+    # No CalibMaxIntermediateOutputs: in onnxruntime 1.32 it drops the data it batches
+    # (microsoft/onnxruntime#18893). MinMax keeps only per-tensor min/max per sample anyway.
+    reader = _calibration_reader(q, job, prepared)
+    if recipe.precision is Precision.INT8_STATIC:
+        # ORT's default op list: the ops it has integer kernels for; the rest stay float.
+        q.quantize_static(
+            str(prepared), str(quantized), reader,
+            quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
+            activation_type=activation_type, weight_type=weight_type,
+            calibrate_method=method,
+        )
+        return
+    # int8-full and int16x8: ORT's "quantize the entire model" config (every op type
+    # present but Cast, forced even where an op's input is not quantized yet).
+    config = q.get_qdq_config(
+        str(prepared), reader, calibrate_method=method,
+        activation_type=activation_type, weight_type=weight_type,
+        per_channel=recipe.per_channel,
+    )
+    q.quantize(str(prepared), str(quantized), config)
+
+
+def _calibration_reader(q: Any, job: ConvertJob, model_path: Path) -> Any:
+    """Batch-1 samples of job.calibration, keyed by the graph's input names."""
+    onnx = require("onnx")
+    if job.calibration is None:
+        raise DataError(f"{job.target}: {job.recipe.precision.value} needs calibration data")
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    inputs = [
+        (v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
+        for v in graph.input
+        if v.name not in weights
+    ]
+    # The graph's inputs carry the source's names (see _stable_names), in the graph's order.
+    missing = [name for name, _ in inputs if name not in job.calibration.arrays]
+    if missing:
+        have = ", ".join(job.calibration.arrays) or "none"
+        raise DataError(f"{job.calibration.origin}: no calibration data for input(s) {', '.join(missing)} (has: {have})")
+    batches = job.calibration.batches(1)
+
+    class Reader(q.CalibrationDataReader):
+        def get_next(self) -> dict | None:
+            batch = next(batches, None)
+            return None if batch is None else {n: batch[n].astype(dtype, copy=False) for n, dtype in inputs}
+
+    return Reader()
+
+
+# --- integer inputs and outputs ------------------------------------------------------
+
+
+def _integer_io(model: Any, recipe: Recipe) -> dict[str, Quantization]:
+    """Make the QDQ graph's inputs and outputs integer where the recipe asks; return their mapping.
+
+    In a QDQ graph an input `x` feeds QuantizeLinear(x, s, z) and an output `y` is
+    DequantizeLinear(y_q, s, z). Dropping those two nodes makes `x` and `y` carry the
+    integers themselves; (s, z) are what an app must quantize and dequantize with.
+    """
+    onnx = require("onnx")
+    numpy_helper = onnx.numpy_helper
+    graph = model.graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    result: dict[str, Quantization] = {}
+
+    def mapping(node: Any) -> tuple[Quantization, int]:
+        scale, zero_point = (constants.get(name) for name in node.input[1:3])
+        if scale is None or zero_point is None or scale.size != 1:
+            raise ConversionError(f"{node.op_type} '{node.name}' has no constant per-tensor scale and zero point")
+        elem_type = onnx.helper.np_dtype_to_tensor_dtype(zero_point.dtype)
+        return Quantization(float(scale.reshape(())), int(zero_point.reshape(()))), elem_type
+
+    if recipe.input_dtype in _INTEGER_IO:
+        for value in graph.input:
+            if value.name in constants:
+                continue
+            # Shape and Size read only dimensions, so they may keep reading the integer input.
+            consumers = [n for n in graph.node if value.name in n.input and n.op_type not in ("Shape", "Size")]
+            if [n.op_type for n in consumers] != ["QuantizeLinear"]:
+                raise ConversionError(
+                    f"input '{value.name}' is not quantized by one QuantizeLinear, so it cannot be "
+                    f"{recipe.input_dtype.value}: it feeds {', '.join(n.op_type for n in consumers) or 'nothing'} "
+                    "(int8-full quantizes every op)"
+                )
+            quantize = consumers[0]
+            result[value.name], value.type.tensor_type.elem_type = mapping(quantize)
+            _bypass(graph, quantize, value.name)
+
+    if recipe.output_dtype in _INTEGER_IO:
+        for value in graph.output:
+            producer = next((n for n in graph.node if value.name in n.output), None)
+            if producer is None or producer.op_type != "DequantizeLinear":
+                raise ConversionError(
+                    f"output '{value.name}' is not made by a DequantizeLinear, so it cannot be "
+                    f"{recipe.output_dtype.value}: it comes from {producer.op_type if producer else 'nothing'} "
+                    "(int8-full quantizes every op)"
+                )
+            if any(value.name in n.input for n in graph.node):
+                raise ConversionError(f"output '{value.name}' is also used inside the graph, so it cannot be integer")
+            result[value.name], value.type.tensor_type.elem_type = mapping(producer)
+            _bypass(graph, producer, value.name)
+    return result
+
+
+def _bypass(graph: Any, node: Any, keep: str) -> None:
+    """Remove a one-in, one-out `node`, naming the tensor on both sides `keep`."""
+    gone = node.output[0] if node.input[0] == keep else node.input[0]
+    graph.node.remove(node)
+    for other in graph.node:
+        _replace(other.input, [keep if n == gone else n for n in other.input])
+        _replace(other.output, [keep if n == gone else n for n in other.output])
+    for value in list(graph.value_info):
+        if value.name in (gone, keep):
+            graph.value_info.remove(value)
+
+
+def _float_ops(model: Any) -> list[str]:
+    """Op types that still compute in float: a float activation reaches them not via DequantizeLinear."""
+    onnx = require("onnx")
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
+    activations = {v.name for v in [*graph.input, *graph.value_info] if v.type.tensor_type.elem_type in floats}
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    skip = {"QuantizeLinear", "DequantizeLinear", "Shape", "Size"}  # Shape and Size only read dimensions
+    return sorted({
+        node.op_type
+        for node in graph.node
+        if node.op_type not in skip and any(i in activations and i not in dequantized for i in node.input)
+    })
+
+
+def _softmax_notes(model: Any) -> list[str]:
+    """A warning for each quantized output that comes from a Softmax (STACK.md)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    passthrough = {"QuantizeLinear", "DequantizeLinear", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+    notes = []
+    for value in model.graph.output:
+        node, quantized = producers.get(value.name), False
+        while node is not None and node.op_type in passthrough:
+            quantized |= node.op_type in ("QuantizeLinear", "DequantizeLinear")
+            node = producers.get(node.input[0])
+        if quantized and node is not None and node.op_type == "Softmax":
+            notes.append(
+                f"output '{value.name}' is a quantized Softmax: small probabilities round to 0 with many "
+                "classes; judge this artifact on logits or task metrics, not on raw probabilities"
+            )
+    return notes
+
+
+# --- shared helpers --------------------------------------------------------------------
+
+
+def _check_io_dtypes(recipe: Recipe) -> None:
+    """Refuse I/O dtypes the precision cannot give, naming the options that conflict."""
+    precision = recipe.precision
+    for which, dtype in (("input_dtype", recipe.input_dtype), ("output_dtype", recipe.output_dtype)):
+        if dtype in _INTEGER_IO:
+            if precision not in (Precision.INT8_STATIC, Precision.INT8_FULL):
+                raise ConversionError(f"{which} {dtype.value} needs precision int8-static or int8-full, not {precision.value}")
+            if dtype.value != recipe.activation_type.value:
+                raise ConversionError(
+                    f"{which} {dtype.value} differs from activation_type {recipe.activation_type.value}; "
+                    "ONNX integer I/O carries the activations' type, so set them equal"
+                )
+        if dtype is IODtype.FLOAT16 and precision is not Precision.FP16:
+            raise ConversionError(f"{which} float16 needs precision fp16, not {precision.value}")
+    if precision is Precision.FP16 and recipe.input_dtype is not recipe.output_dtype:
+        raise ConversionError(
+            f"fp16 ONNX keeps inputs and outputs in one float type; input_dtype {recipe.input_dtype.value} "
+            f"and output_dtype {recipe.output_dtype.value} differ"
+        )
+
+
+def _specs(values: Any, order: list[TensorSpec], quantization: dict[str, Quantization]) -> list[TensorSpec]:
+    """The graph's inputs or outputs as TensorSpecs, in the source's order."""
+    onnx = require("onnx")
+    by_name = {v.name: v for v in values}
+    specs = []
+    for source_spec in order:
+        tensor = by_name[source_spec.name].type.tensor_type
+        specs.append(
+            TensorSpec(
+                name=source_spec.name,
+                shape=tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim),
+                dtype=onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                quantization=quantization.get(source_spec.name),
+            )
+        )
+    return specs
+
+
+def _opset(model: Any) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _check(model: Any, what: str) -> None:
+    onnx = require("onnx")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ConversionError(f"{what} is not a valid ONNX model: {_first_line(exc)}") from None
+
+
+def _replace(field: Any, values: list[str]) -> None:
+    del field[:]
+    field.extend(values)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _logged_errors(logger_name: str) -> Iterator[list[str]]:
+    """The ERROR records a library logs meanwhile (and otherwise ignores)."""
+    handler = _Collect()
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _first_line(exc: BaseException | str) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

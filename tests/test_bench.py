@@ -1,0 +1,120 @@
+"""`edgekit bench` on the digits artifacts: real runtimes, one worker process per artifact."""
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+FAST = ["--warmup", "2", "--min-runs", "10", "--min-time", "0"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(cli, digits_dist, digits_example, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    result = cli("bench", digits_dist["dir"], "--data", digits_example["evaluation"], *FAST,
+                 "--report", out / "r.json", "--markdown", out / "r.md", "--junit", out / "j.xml", "--html", out / "r.html")
+    return result, out
+
+
+def test_bench_reports_every_figure_for_every_artifact(bench_run):
+    result, out = bench_run
+    assert result.code == 0, result
+    report = json.loads((out / "r.json").read_text())
+    assert report["schema"] == "edgekit.report/1" and report["passed"]
+    assert len(report["results"]) == 12
+    assert report["host"]["cpu"]["logical_cores"] >= 1 and "onnxruntime" in report["host"]["runtimes"]
+    for entry in report["results"]:
+        m = entry["measurement"]
+        assert m["error"] is None, m
+        assert m["size_mb"] > 0
+        assert m["metrics"]["accuracy"] > 0.9 and len(m["confusion_matrix"]) == 10
+        assert m["fidelity"]["cosine"] > 0.95  # the manifest's source is the reference
+        assert m["reference_metrics"]["accuracy"] > 0.9
+        if m["target"] in ("gpu", "npu"):  # no GPU or NPU here: latency skipped, accuracy measured on CPU
+            assert m["latency"] is None and "not present" in m["skipped"]["latency"]
+        else:
+            latency = m["latency"]
+            assert latency["runs"] >= 10 and latency["min_ms"] <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+            assert m["peak_memory_mb"] > 0 and m["load_ms"] > 0 and m["first_inference_ms"] > 0
+        assert m["backend"]
+
+
+def test_backend_reports_what_actually_ran(bench_run):
+    _, out = bench_run
+    report = json.loads((out / "r.json").read_text())
+    by_name = {r["measurement"]["name"]: r["measurement"] for r in report["results"]}
+    assert by_name["cpu/onnx"]["backend"]["providers_used"] == ["CPUExecutionProvider"]
+    assert by_name["cpu-fp32/openvino"]["backend"]["inference_precision"] in ("f32", "<Type: 'float32'>")
+
+
+def test_tight_budget_fails_with_junit(cli, digits_dist, digits_example, tmp_path):
+    junit = tmp_path / "junit.xml"
+    result = cli("bench", digits_dist["dir"] / "manifest.json", "--data", digits_example["evaluation"], *FAST,
+                 "--budget", "latency_p90_ms=0.0001", "--junit", junit)
+    assert result.code == 1, result
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    failures = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert {c.get("name") for c in failures} == {"latency_p90_ms"}
+    assert len(failures) == 6  # cpu and cpu-fp32, three formats each; gpu/npu latency is not measured here
+    skipped = [c for c in suite.iter("testcase") if c.find("skipped") is not None and c.get("name") == "latency_p90_ms"]
+    assert len(skipped) == 6
+
+
+def test_strict_fails_not_measured(cli, digits_dist, tmp_path):
+    result = cli("bench", digits_dist["dir"] / "npu" / "digits.tflite", "-t", "npu", *FAST, "--budget", "latency_p50_ms=1000", "--strict")
+    assert result.code == 1, result
+
+
+def test_bare_files_and_budget_pass(cli, digits_dist, digits_example):
+    files = [digits_dist["dir"] / "cpu-fp32" / f"digits.{ext}" for ext in ("tflite", "onnx", "xml")]
+    result = cli("bench", *files, "--data", digits_example["evaluation"], *FAST, "--budget", "min_accuracy=0.5", "--json")
+    assert result.code == 0, result
+    report = json.loads(result.stdout)
+    assert [r["verdicts"][0]["status"] for r in report["results"]] == ["pass"] * 3
+
+
+def test_missing_and_changed_files_error_only_that_artifact(cli, digits_dist, tmp_path):
+    copy = tmp_path / "dist"
+    shutil.copytree(digits_dist["dir"], copy)
+    (copy / "cpu" / "digits.onnx").unlink()
+    with open(copy / "cpu-fp32" / "digits.tflite", "ab") as handle:
+        handle.write(b"tampered")
+    result = cli("bench", copy, *FAST, "--json")
+    assert result.code == 1
+    report = json.loads(result.stdout)
+    errors = {r["measurement"]["name"]: r["measurement"]["error"] for r in report["results"] if r["measurement"]["error"]}
+    assert set(errors) == {"cpu/onnx", "cpu-fp32/tflite"}
+    assert "file missing" in errors["cpu/onnx"] and "sha256" in errors["cpu-fp32/tflite"]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--budget", "latency_p90=3"], "did you mean 'latency_p90_ms'"),
+        (["--budget", "latency_p90_ms=fast"], "must be a number"),
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--min-runs", "0"], "--min-runs must be at least 1"),
+    ],
+)
+def test_bad_options_exit_2(cli, digits_dist, args, fragment):
+    result = cli("bench", digits_dist["dir"], *args)
+    assert result.code == 2 and fragment in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_data_exit_2(cli, digits_dist, tmp_path):
+    data = tmp_path / "eval.npz"
+    np.savez(data, image=np.zeros((4, 8, 8, 1), np.float32), labels=np.arange(3))
+    result = cli("bench", digits_dist["dir"], "--data", data)
+    assert result.code == 2 and "'labels' has 3 entries" in result.stderr
+
+
+def test_unknown_device_is_an_artifact_error(cli, digits_dist):
+    result = cli("bench", digits_dist["dir"] / "cpu-fp32" / "digits.xml", "--device", "TPU9", *FAST, "--json")
+    report = json.loads(result.stdout)
+    m = report["results"][0]["measurement"]
+    assert "TPU9 not present" in m["skipped"]["latency"]
