@@ -81,6 +81,11 @@ class TFLiteBackend(Backend):
         interpreter.invoke()
         return {name: interpreter.get_tensor(index) for name, index in self._output_indices}  # get_tensor copies
 
+    @property
+    def interpreter(self):
+        """The underlying LiteRT interpreter, for tools that read the graph (edgekit inspect)."""
+        return self._interpreter
+
     def describe(self) -> dict[str, Any]:
         return {
             "runtime": self.runtime,

@@ -91,7 +91,7 @@ def _openvino(path: Path) -> tuple[tuple[list[TensorSpec], list[TensorSpec]], Co
     specs = (backend.inputs(), backend.outputs())
     model = require("openvino").Core().read_model(str(path))
     ops = Counter(op.get_type_name() for op in model.get_ops() if op.get_type_name() not in _TRIVIAL)
-    params = sum(int(np.prod(op.get_output_shape(0).to_shape())) for op in model.get_ops() if op.get_type_name() == "Constant")
+    params = sum(int(np.prod(list(op.get_output_shape(0)))) for op in model.get_ops() if op.get_type_name() == "Constant")
     return specs, ops, params
 
 

@@ -12,7 +12,8 @@ def image_like(count: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
     """Smooth random images in [-1, 1] (MobileNetV2's input range): low-frequency noise, upsampled."""
     rng = np.random.default_rng(seed)
     coarse = rng.random((count, 7, 7, 3), dtype=np.float32)
-    images = coarse.repeat(size // 7, axis=1).repeat(size // 7, axis=2)
+    step = -(-size // 7)  # ceil: upsample past the size, then crop
+    images = coarse.repeat(step, axis=1).repeat(step, axis=2)[:, :size, :size]
     images += 0.1 * rng.standard_normal(images.shape, dtype=np.float32)
     return np.clip(images * 2 - 1, -1, 1).astype(np.float32)
 
