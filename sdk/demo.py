@@ -2,7 +2,8 @@
 
 `python -m edgekit.demo` (what `make demo` runs) trains the model, writes calibration
 and evaluation data, converts for cpu, gpu, npu and cpu-fp32 into every format,
-and prints each artifact's verification and its accuracy on the held-out digits.
+prints each artifact's verification and its accuracy on the held-out digits, then
+benchmarks every artifact and writes the JSON, Markdown, JUnit and HTML reports.
 """
 from __future__ import annotations
 
@@ -101,21 +102,32 @@ def main(argv: list[str] | None = None) -> int:
 
     console.print("[bold]3. every artifact on its own runtime, on the held-out digits[/]")
     table = Table()
-    for column in ("target", "format", "precision", "I/O", "size KB", "verified (cosine)", "test accuracy", "vs Keras"):
-        table.add_column(column)
+    for column in ("artifact", "precision", "I/O", "KB", "cosine", "accuracy", "vs Keras"):
+        table.add_column(column, no_wrap=True)
     for artifact in manifest.artifacts:
         accuracy = accuracy_of(artifact, evaluation["image"], evaluation["labels"])
         check = artifact.verification
         table.add_row(
-            artifact.target, artifact.format, artifact.precision,
-            f"{artifact.inputs[0].dtype}/{artifact.outputs[0].dtype}",
-            f"{artifact.bytes / 1024:.1f}",
-            f"{'yes' if check and check.passed else 'NO'} ({check.cosine:.4f})" if check else "-",
+            f"{artifact.target}/{artifact.format}", artifact.precision,
+            f"{artifact.inputs[0].dtype}/{artifact.outputs[0].dtype}", f"{artifact.bytes / 1024:.0f}",
+            f"{check.cosine:.5f}" + ("" if check.passed else " FAILED") if check else "-",
             f"{accuracy:.4f}", f"{(accuracy - keras_accuracy) * 100:+.2f} pts",
         )
     console.print(table)
+
+    reports_dir = args.output / "reports"
+    console.print(f"[bold]4. edgekit bench {manifest.path} --data {paths['evaluation']} --html {reports_dir / 'bench.html'}[/]")
+    from edgekit import reports
+    from edgekit.benchmarks.runner import Settings, benchmark
+
+    report = benchmark(manifest.path, data=paths["evaluation"], settings=Settings(min_time=0.5), progress=Progress())
+    for writer, name in ((reports.write_json, "bench.json"), (reports.write_markdown, "bench.md"),
+                         (reports.write_junit, "junit.xml"), (reports.write_html, "bench.html")):
+        writer(report, reports_dir / name)
+    reports.console_table(report, console)
+    console.print(f"reports: {reports_dir}")
     console.print(f"manifest: {manifest.path}")
-    return 0 if manifest.passed else 1
+    return 0 if manifest.passed and report.passed else 1
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from tests.models import image_like  # noqa: F401  (used by the tests)
 
 
 @pytest.fixture(scope="session")
-def mobilenet(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("mobilenet")
-    script = f"from pathlib import Path; from tests.models import build_mobilenet; build_mobilenet(Path({str(folder)!r}))"
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+def mobilenet(request) -> dict[str, Path]:
+    # Kept in pytest's cache folder: `make perf` runs pytest once per runtime and builds it once.
+    folder = request.config.cache.mkdir("edgekit-mobilenet-224")
+    if not (folder / "calib.npz").exists():
+        script = f"from pathlib import Path; from tests.models import build_mobilenet; build_mobilenet(Path({str(folder)!r}))"
+        subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
     return {"model": folder / "mobilenet_v2.keras", "calibration": folder / "calib.npz", "folder": folder}
 
 
@@ -29,6 +31,9 @@ def mobilenet(tmp_path_factory) -> dict[str, Path]:
 def mobilenet_artifacts(mobilenet) -> dict:
     """cpu and cpu-fp32 artifacts of MobileNetV2 in every format, with the manifest."""
     out = mobilenet["folder"] / "dist"
+    if (out / "manifest.json").exists():
+        manifest = json.loads((out / "manifest.json").read_text())
+        return {(a["target"], a["format"]): {**a, "path": str(out / a["path"])} for a in manifest["artifacts"]}
     from tests.models import random_weights_profile
 
     profile = random_weights_profile(mobilenet["folder"])
