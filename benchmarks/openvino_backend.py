@@ -35,6 +35,9 @@ class OpenVINOBackend(Backend):
             self._model = self._core.read_model(str(xml), str(weights))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line text
             raise ArtifactLoadError(f"{xml}: not a loadable OpenVINO IR: {_reason(exc)}") from None
+        if self.precision is None:  # a bare .xml: read it from the IR, so fp32 runs as f32 here too
+            self.precision = ir_precision(self._model)
+            self._precision_inferred = True
         self._compile()
 
     def _config(self) -> dict[str, Any]:
@@ -105,6 +108,8 @@ class OpenVINOBackend(Backend):
             "build": self._ov.get_version(),
             "device": self.device,
             "inference_precision": precision,
+            "artifact_precision": self.precision
+            + (" (read from the IR)" if getattr(self, "_precision_inferred", False) else ""),
             "performance_hint": "LATENCY",
             "threads": threads,
             "execution_devices": list(compiled.get_property("EXECUTION_DEVICES")),
@@ -112,6 +117,16 @@ class OpenVINOBackend(Backend):
 
     def close(self) -> None:
         self._request = self._compiled = self._model = None  # type: ignore[assignment]
+
+
+def ir_precision(model: Any) -> str:
+    """fp32, fp16 or int8-static, from what an IR contains (NNCF's FakeQuantize, f16 weights)."""
+    ops = model.get_ops()
+    if any(op.get_type_name() == "FakeQuantize" for op in ops):
+        return "int8-static"
+    if any(op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "f16" for op in ops):
+        return "fp16"
+    return "fp32"
 
 
 def _present(device: str, available: list[str]) -> bool:

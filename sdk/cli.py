@@ -185,6 +185,23 @@ def inspect(
     show_inspection(info)
 
 
+@app.command()
+@handles_errors
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """What this host is and can run: CPU features, runtimes and their devices, and which targets can be measured here."""
+    from edgekit.targets.doctor import diagnose
+
+    facts = diagnose()
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    from edgekit.display import show_doctor
+
+    show_doctor(facts)
+
+
 def _parse_preprocess(items: list[str] | None):
     if not items:
         return None

@@ -77,3 +77,31 @@ def show_inspection(info: dict[str, Any], console: Console | None = None) -> Non
 
 def _device(recipe) -> str:
     return "/".join(p.removesuffix("ExecutionProvider") for p in recipe.providers) if recipe.runtime.value == "onnxruntime" else recipe.device
+
+
+def show_doctor(facts: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    host, cpu = facts["host"], facts["host"]["cpu"]
+    console.print(f"[bold]CPU[/] {cpu['model']} ({cpu['architecture']}, {cpu['physical_cores']} cores, "
+                  f"{cpu['logical_cores']} threads), {cpu['memory_gb']} GB memory")
+    console.print(f"[bold]ISA[/] {', '.join(cpu['features']) or 'none of the tracked features'}")
+    console.print(f"[bold]OS[/] {host['os']}, Python {host['python']}")
+    table = Table(title="runtimes", title_justify="left")
+    for column in ("runtime", "package", "devices"):
+        table.add_column(column, overflow="fold")
+    for name, runtime in facts["runtimes"].items():
+        if runtime.get("installed"):
+            table.add_row(name, runtime["package"], ", ".join(runtime["devices"]))
+        else:
+            table.add_row(name, "[red]not installed[/]", runtime["install"])
+    console.print(table)
+    targets = Table(title="built-in targets on this host", title_justify="left")
+    for column in ("target", "format", "runtime:device", "on this host"):
+        targets.add_column(column, overflow="fold")
+    colours = {"measure": "green", "verify only": "yellow", "unavailable": "red"}
+    for row in facts["targets"]:
+        device = row["device"].removesuffix("ExecutionProvider")
+        detail = "" if row["status"] == "measure" else f" ({device} absent)" if row["status"] == "verify only" else ""
+        targets.add_row(row["target"], row["format"], f"{row['runtime']}:{device}",
+                        f"[{colours[row['status']]}]{row['status']}[/]{detail}")
+    console.print(targets)

@@ -64,6 +64,7 @@ def small_mobilenet(tmp_path_factory) -> dict[str, dict]:
 
 
 def _edgekit_p50(path: str) -> float:
+    """p50 of `edgekit bench` on a bare artifact file (its precision is read from the file)."""
     command = [sys.executable, "-m", "edgekit", "bench", path, "--threads", "1", "--warmup", str(WARMUP),
                "--min-runs", str(RUNS), "--min-time", "0", "--json"]
     result = subprocess.run(command, capture_output=True, text=True)
