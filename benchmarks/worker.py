@@ -92,8 +92,24 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         np.savez(job["outputs_file"], *[np.concatenate(chunks) for chunks in produced])
     backend.close()
     if on_requested_device:
-        result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        result["peak_memory_mb"] = peak_rss_mb()
     return result
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process since it started.
+
+    On Linux, getrusage's ru_maxrss survives exec: a worker started by a parent that had
+    TensorFlow loaded would report the parent's peak. VmHWM belongs to this process's own
+    address space, so it is read first.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _zeros(inputs, batch: int) -> dict[str, np.ndarray]:

@@ -38,7 +38,9 @@ def test_bench_reports_every_figure_for_every_artifact(bench_run):
         else:
             latency = m["latency"]
             assert latency["runs"] >= 10 and latency["min_ms"] <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
-            assert m["peak_memory_mb"] > 0 and m["load_ms"] > 0 and m["first_inference_ms"] > 0
+            assert m["load_ms"] > 0 and m["first_inference_ms"] > 0
+            # the worker's own peak, not the parent's (this pytest process holds TensorFlow)
+            assert 0 < m["peak_memory_mb"] < 400
         assert m["backend"]
 
 
