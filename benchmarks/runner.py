@@ -87,6 +87,9 @@ def benchmark(
     source_inputs = _source_inputs(items, manifest)
     dataset = _load_data(data, source_inputs)
     reference_outputs, reference_metrics, reference_note = _reference(reference, manifest, dataset, progress)
+    coverage = calibration_coverage(manifest, dataset)
+    for warning in coverage:
+        progress.info(f"warning: {warning}")
 
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as scratch:
@@ -99,6 +102,8 @@ def benchmark(
             measurement = _measure(item, settings, data_file, source_inputs, Path(scratch) / str(index))
             if reference_note:
                 measurement.notes.append(reference_note)
+            if coverage and (measurement.precision or "").startswith("int"):
+                measurement.notes += coverage
             _score(measurement, Path(scratch) / str(index) / "outputs.npz", dataset, reference_outputs, reference_metrics)
             verdicts = [budget_rules.judge(b, measurement) for b in item.budgets.values()]
             results.append(Result(measurement, verdicts))
@@ -263,6 +268,29 @@ def _reference(reference, manifest: Manifest | None, dataset: Dataset | None, pr
     outputs = reference_outputs(source.run, dataset)
     metrics = task_metrics(outputs[0], dataset.labels)[0] if dataset.labels is not None else {}
     return outputs, metrics, note
+
+
+COVERAGE_MARGIN = 0.05  # of the calibrated range's width: beyond it, int8 clipping is material
+
+
+def calibration_coverage(manifest: Manifest | None, dataset: Dataset | None) -> list[str]:
+    """Warnings for evaluation inputs outside the calibrated ranges: int8 artifacts clip there."""
+    if manifest is None or dataset is None or not manifest.calibration:
+        return []
+    warnings = []
+    for name, (low, high) in manifest.calibration.get("ranges", {}).items():
+        if name not in dataset.arrays:
+            continue
+        values = dataset.arrays[name]
+        margin = COVERAGE_MARGIN * max(high - low, 1e-12)
+        outside = float(np.mean((values < low - margin) | (values > high + margin)))
+        if outside > 0:
+            warnings.append(
+                f"input '{name}': {outside:.1%} of evaluation values fall outside the calibrated range "
+                f"[{low:.4g}, {high:.4g}] (seen [{float(values.min()):.4g}, {float(values.max()):.4g}]); "
+                "int8 artifacts clip there: recalibrate with data that covers deployment inputs"
+            )
+    return warnings
 
 
 def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch: Path) -> Measurement:

@@ -120,3 +120,18 @@ def test_unknown_device_is_an_artifact_error(cli, digits_dist):
     report = json.loads(result.stdout)
     m = report["results"][0]["measurement"]
     assert "TPU9 not present" in m["skipped"]["latency"]
+
+
+def test_inputs_outside_the_calibrated_range_are_warned(cli, digits_dist, digits_example, tmp_path):
+    evaluation = dict(np.load(digits_example["evaluation"]))
+    evaluation["image"] = evaluation["image"] * 3.0  # brighter than anything seen in calibration
+    data = tmp_path / "bright.npz"
+    np.savez(data, **evaluation)
+    result = cli("bench", digits_dist["dir"] / "manifest.json", "--data", data, *FAST, "--json")
+    report = json.loads(result.stdout)
+    notes = {r["measurement"]["name"]: " ".join(r["measurement"]["notes"]) for r in report["results"]}
+    assert "outside the calibrated range" in notes["npu/tflite"]
+    assert "outside the calibrated range" not in notes["cpu-fp32/onnx"]  # float artifacts do not clip
+    # and the clipping shows: the int8 artifacts miss their profile's max_accuracy_drop
+    failed = {r["measurement"]["name"] for r in report["results"] if any(v["status"] == "fail" for v in r["verdicts"])}
+    assert {"npu/tflite", "cpu/onnx"} <= failed and "cpu-fp32/onnx" not in failed
