@@ -43,6 +43,11 @@ class OnnxRuntimeBackend(Backend):
         wanted = [p for p in self.providers if p != "CPUExecutionProvider"]
         if wanted and wanted[0] not in available:
             raise DeviceUnavailable(wanted[0], available)
+        if wanted and wanted[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            # onnxruntime-gpu finds CUDA/cuDNN installed as pip packages (nvidia-*) only when asked to.
+            preload = getattr(ort, "preload_dlls", None)
+            if preload is not None:
+                preload()
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads

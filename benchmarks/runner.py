@@ -147,6 +147,10 @@ def _collect(paths, target, settings: Settings) -> tuple[list[_Item], Manifest |
             raise InputError(f"not found: {path}")
         else:
             raise InputError(f"{path}: not an artifact (accepted: manifest.json, an output directory, .tflite, .onnx, .xml)")
+    names = [item.name for item in items]
+    for item in items:  # same file name in several folders (dist/cpu/m.onnx, dist/gpu/m.onnx): name the folder too
+        if names.count(item.name) > 1 and not item.artifact.target:
+            item.name = f"{item.artifact.path.parent.name}/{item.name}"
     return items, manifest
 
 
