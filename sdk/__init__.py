@@ -11,12 +11,18 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from edgekit.benchmarks.runner import Settings as BenchSettings
     from edgekit.benchmarks.runner import benchmark
+    from edgekit.building import BuildResult, build
+    from edgekit.config import BuildConfig, load_config
     from edgekit.conversion import convert
     from edgekit.targets.loader import load_target
 
 _LAZY = {
     "convert": ("edgekit.conversion", "convert"),
     "benchmark": ("edgekit.benchmarks.runner", "benchmark"),
+    "build": ("edgekit.building", "build"),
+    "BuildResult": ("edgekit.building", "BuildResult"),
+    "BuildConfig": ("edgekit.config", "BuildConfig"),
+    "load_config": ("edgekit.config", "load_config"),
     "BenchSettings": ("edgekit.benchmarks.runner", "Settings"),
     "load_target": ("edgekit.targets.loader", "load_target"),
     "Manifest": ("edgekit.manifest", "Manifest"),

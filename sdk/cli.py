@@ -142,6 +142,56 @@ def bench(
 
 @app.command()
 @handles_errors
+def build(
+    config: Annotated[Optional[Path], typer.Option("-c", "--config", help="edgekit.toml, or pyproject.toml with a \\[tool.edgekit] table (default: ./edgekit.toml, else ./pyproject.toml).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Build only this target (repeatable); the others keep what the last build made.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Convert every target, even those that are up to date.")] = False,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="Convert and verify only: no benchmarks, budgets or reports.")] = False,
+    rebench: Annotated[bool, typer.Option("--rebench", help="Measure again instead of reusing cached measurements.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was built and decided as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table; failures still go to stderr.")] = False,
+) -> None:
+    """Convert, benchmark and gate the model as edgekit.toml says, redoing only what changed."""
+    from edgekit.building import build as run_build
+    from edgekit.console import Progress
+
+    result = run_build(config, only=only, force=force, bench=not no_bench, rebench=rebench,
+                       progress=Progress(quiet=quiet or as_json))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not quiet:
+        if result.report is not None:
+            from rich.console import Console
+
+            from edgekit import reports
+
+            reports.console_table(result.report, Console(stderr=True))
+        built = ", ".join(result.built) or "nothing"
+        print(f"built {built}; manifest {result.manifest.path} ({result.seconds:.1f}s)", file=sys.stderr)
+    if not result.passed:
+        failures = result.failures()
+        raise _fail(f"build failed: {len(failures)} problem(s): {'; '.join(failures)}", EXIT_FAILED)
+
+
+@app.command()
+@handles_errors
+def init(
+    model: Annotated[Optional[Path], typer.Argument(help="The model (default: the one .keras/.h5/.onnx/.tflite or SavedModel beside the config).")] = None,
+    config: Annotated[Path, typer.Option("-c", "--config", help="Where to write the config.")] = Path("edgekit.toml"),
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Calibration data (default: calib.npz or data/calib.npz beside the model, if there).")] = None,
+    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data with labels (default: eval.npz or data/eval.npz beside the model, if there).")] = None,
+    target: Annotated[Optional[list[str]], typer.Option("-t", "--target", help="Built-in target to add (repeatable; default: cpu).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.")] = False,
+) -> None:
+    """Write a commented edgekit.toml for MODEL, with its inputs and outputs filled in."""
+    from edgekit.scaffold import init_config
+
+    path = init_config(model, config, calibration=calibration, evaluation=evaluation, targets=target, force=force)
+    print(f"wrote {path}; next: edgekit build -c {path}", file=sys.stderr)
+
+
+@app.command()
+@handles_errors
 def targets(
     name: Annotated[Optional[str], typer.Argument(help="Show one profile in full (built-in name or .toml path).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,

@@ -52,7 +52,8 @@ def convert(
 ) -> Manifest:
     """Convert `model` for each target into each of its formats, verify, and write `output/manifest.json`.
 
-    `model`: a .keras/.h5 file, a SavedModel directory, an .onnx or .tflite file, or a keras.Model.
+    `model`: a .keras/.h5 file, a SavedModel directory, an .onnx or .tflite file, a keras.Model,
+    or a SourceModel already loaded (`edgekit build` loads it once to check data first).
     `targets`: built-in profile names, profile .toml paths, or loaded Targets.
     `calibration`: an .npz/.npy file, an image folder, a dict of arrays or a Dataset; required
     by int8-static/int8-full/int16x8 recipes, never replaced by random data.
@@ -62,7 +63,7 @@ def convert(
         raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
     output = Path(output)
     resolved = _load_targets(targets, precision)
-    source = load_source(model)
+    source = model if isinstance(model, SourceModel) else load_source(model)
     plans, skipped = _plan(source, resolved, formats)
     calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
     _prepare_output(output)

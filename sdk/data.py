@@ -4,7 +4,7 @@ Every mismatch is a DataError naming the file, the input and what would be accep
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ def load_dataset(
         labels = arrays.pop("labels", None)
     elif isinstance(data, np.ndarray):
         arrays, labels, origin = {"": data}, None, "<array>"
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
+        arrays, labels, origin = _stack(data), None, "<iterable>"
+        labels = arrays.pop("labels", None)
     else:
         raise DataError(f"unsupported data of type {type(data).__name__}; pass a path, a dict of arrays or an array")
     dataset = Dataset(_bind(arrays, inputs, origin), None if labels is None else np.asarray(labels), origin)
@@ -51,6 +54,16 @@ def load_dataset(
         raise DataError(f"{origin}: 'labels' has {len(dataset.labels)} entries but the inputs have {dataset.samples} samples")
     dataset.check_finite()
     return dataset.head(limit) if limit else dataset
+
+
+def _stack(items: Iterable[Any]) -> dict[str, np.ndarray]:
+    """Samples from an iterable (one array, or a dict of arrays, per sample) stacked on a batch axis."""
+    samples = list(items)
+    if not samples:
+        raise DataError("<iterable>: has zero samples; calibration and evaluation need at least one")
+    if isinstance(samples[0], Mapping):
+        return {name: np.stack([np.asarray(s[name]) for s in samples]) for name in samples[0]}
+    return {"": np.stack([np.asarray(s) for s in samples])}
 
 
 def _bind(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], origin: str) -> dict[str, np.ndarray]:

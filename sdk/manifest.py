@@ -38,6 +38,9 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)  # (target, format) not produced, and why
     errors: list[dict[str, str]] = field(default_factory=list)  # (target, format) whose conversion failed
+    # For apps, from edgekit.toml: what to do to an image before calling the model, and class names.
+    preprocess: dict[str, Any] | None = None  # size [h, w], layout, color, scale, mean, std
+    labels: list[str] | None = None  # class names in output index order
     created: str = field(default_factory=_created)
     edgekit_version: str = field(default_factory=edgekit_version)
     path: Path | None = None  # where it was written or read
@@ -57,6 +60,8 @@ class Manifest:
             "artifacts": [_artifact_dict(a, base) for a in self.artifacts],
             "skipped": self.skipped,
             "errors": self.errors,
+            "preprocess": self.preprocess,
+            "labels": self.labels,
         }
 
     def write(self, path: Path) -> None:
@@ -81,6 +86,8 @@ class Manifest:
             calibration=data.get("calibration"),
             skipped=data.get("skipped", []),
             errors=data.get("errors", []),
+            preprocess=data.get("preprocess"),
+            labels=data.get("labels"),
             created=data["created"],
             edgekit_version=data["edgekit_version"],
         )

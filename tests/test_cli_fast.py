@@ -26,7 +26,8 @@ def _run(args):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"], ["inspect", "--help"], ["targets"], ["targets", "npu"]])
+@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"], ["inspect", "--help"], ["build", "--help"], ["init", "--help"],
+                                  ["targets"], ["targets", "npu"]])
 def test_cheap_commands_import_no_runtime(args):
     result = _run(args)
     assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY="), result.stderr

@@ -83,3 +83,18 @@ def test_image_folder_with_preprocessing(tmp_path):
 def test_empty_image_folder(tmp_path):
     with pytest.raises(DataError, match="no images"):
         load_dataset(tmp_path, IMAGE)
+
+
+def test_iterables_of_samples():
+    rng = np.random.default_rng(0)
+    data = load_dataset((rng.random((8, 8, 1), dtype=np.float32) for _ in range(3)), IMAGE)
+    assert data.arrays["image"].shape == (3, 8, 8, 1)
+    dicts = [{"a": np.zeros(3, np.float32), "b": np.ones(2, np.float32)} for _ in range(4)]
+    assert load_dataset(dicts, TWO).samples == 4
+
+
+def test_manifest_files_are_readable_by_others(tmp_path):
+    from edgekit.fsutil import atomic_write_text
+
+    atomic_write_text(tmp_path / "m.json", "{}")
+    assert (tmp_path / "m.json").stat().st_mode & 0o044  # group/other read, as the umask allows
