@@ -38,8 +38,12 @@ LOWER = {
     "min_roc_auc": "roc_auc",
     "min_cosine": "cosine",
     "min_top1_agreement": "top1_agreement",
+    "min_accelerated_ops": "accelerated_ops",  # fraction of ops on the accelerator (edgekit.converters.compat)
 }
 KEYS = sorted({*UPPER, *LOWER})
+# Budgets on shares (0-1), not percentages: 95 for min_accuracy is a mistake worth saying.
+FRACTIONS = {"min_accelerated_ops", "min_accuracy", "min_precision", "min_recall", "min_f1", "min_roc_auc",
+             "min_top1_agreement", "min_cosine", "max_accuracy_drop"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ def make_budget(key: str, value: object, where: str = "--budget") -> Budget:
         raise InputError(f"{where}: budget {key} must be a number, got {value!r}") from None
     if not math.isfinite(limit) or limit < 0:
         raise InputError(f"{where}: budget {key} must be a finite number >= 0, got {value!r}")
+    if key in FRACTIONS and limit > 1:
+        raise InputError(f"{where}: budget {key} is a fraction from 0 to 1, got {value!r}")
     return Budget(key, limit)
 
 
@@ -103,4 +109,6 @@ def _why_missing(figure: str) -> str:
         return "needs labels and a reference model"
     if figure in ("cosine", "top1_agreement", "max_abs_error", "mean_abs_error"):
         return "no reference model"
+    if figure == "accelerated_ops":
+        return "op placement not checked (no target profile, or the check could not decide)"
     return "not measured"

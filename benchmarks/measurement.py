@@ -74,6 +74,7 @@ class Measurement:
     confusion_matrix: list[list[int]] | None = None
     fidelity: dict[str, float | None] | None = None  # against the reference model
     reference_metrics: dict[str, float] = field(default_factory=dict)
+    compatibility: dict[str, Any] | None = None  # op placement on the target's accelerator (converters/compat.py)
     skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not measured
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # the artifact could not be benchmarked at all
@@ -86,6 +87,8 @@ class Measurement:
             return self.latency.throughput_ips
         if key in ("load_ms", "first_inference_ms", "peak_memory_mb", "size_mb", "model_memory_mb"):
             return getattr(self, key)
+        if key == "accelerated_ops":
+            return self.compatibility.get("fraction") if self.compatibility else None
         if key == "accuracy_drop":
             ref, got = self.reference_metrics.get("accuracy"), self.metrics.get("accuracy")
             return None if ref is None or got is None else ref - got

@@ -58,6 +58,7 @@ class _Item:
     name: str
     budgets: dict[str, budget_rules.Budget] = field(default_factory=dict)
     recipe: Any = None  # the target's Recipe for this format, when known
+    device_class: str | None = None  # cpu | gpu | npu, from the target profile
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -105,6 +106,7 @@ def benchmark(
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
             _score(measurement, Path(scratch) / str(index) / "outputs.npz", dataset, reference_outputs, reference_metrics)
+            _check_placement(item, measurement)
             verdicts = [budget_rules.judge(b, measurement) for b in item.budgets.values()]
             results.append(Result(measurement, verdicts))
     settings_dict = {**settings.__dict__, "data": getattr(dataset, "origin", None),
@@ -175,6 +177,7 @@ def _from_manifest(artifact: Artifact, profile, settings: Settings) -> _Item:
     if profile_ref is not None:
         item.budgets = _profile_budgets(profile_ref, profile_ref.source)
         item.recipe = profile_ref.formats.get(_format_enum(artifact.format))
+        item.device_class = profile_ref.device_class.value
     missing = [p for p in artifact.files() if not p.exists()]
     if missing:
         item.error = f"file missing: {missing[0]} (listed in the manifest)"
@@ -196,6 +199,7 @@ def _from_file(path: Path, profile, settings: Settings) -> _Item:
     if profile is not None:
         item.budgets = _profile_budgets(profile, profile.source)
         item.recipe = profile.formats.get(_format_enum(fmt))
+        item.device_class = profile.device_class.value
     if not path.exists():
         item.error = f"file not found: {path}"
         return item
@@ -371,6 +375,25 @@ def _crash_reason(completed: subprocess.CompletedProcess) -> str:
         what = f"exited with status {code}"
     tail = (completed.stderr or "").strip().splitlines()
     return f"the runtime {what}" + (f": {tail[-1][:300]}" if tail else "")
+
+
+def _check_placement(item: _Item, measurement: Measurement) -> None:
+    """Which ops run on the target's accelerator (for min_accelerated_ops); checked here, not timed."""
+    if measurement.error:
+        return
+    if item.recipe is None or item.device_class is None:
+        measurement.skipped["accelerated_ops"] = "no target profile to check op placement against (pass -t)"
+        return
+    from edgekit.converters.compat import check_artifact
+
+    try:
+        result = check_artifact(item.artifact.path, item.artifact.format, item.recipe, item.device_class)
+    except EdgekitError as exc:
+        measurement.skipped["accelerated_ops"] = f"op placement check failed: {exc}"
+        return
+    measurement.compatibility = result.to_dict()
+    if result.fraction is None:
+        measurement.skipped["accelerated_ops"] = "; ".join(result.notes) or "op placement could not be decided"
 
 
 def _score(measurement: Measurement, outputs_file: Path, dataset, reference_outputs, reference_metrics) -> None:

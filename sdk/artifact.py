@@ -78,6 +78,7 @@ class Artifact:
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
     profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
+    compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""

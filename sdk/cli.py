@@ -237,6 +237,56 @@ def inspect(
 
 @app.command()
 @handles_errors
+def check(
+    path: Annotated[Path, typer.Argument(help="An artifact (.tflite, .onnx, .xml), a manifest.json or an output directory.")],
+    target: Annotated[Optional[str], typer.Option("-t", "--target", help="Target profile to check against (default: each artifact's own; required for a bare file).")] = None,
+    min_accelerated_ops: Annotated[Optional[float], typer.Option("--min-accelerated-ops", help="Fail (exit 1) when a smaller share of ops (0-1) runs on the accelerator.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Pre-flight: which ops each artifact's target accelerator runs, and which fall back to the CPU and why."""
+    from edgekit.benchmarks.budgets import make_budget
+    from edgekit.converters.compat import check_artifact, check_manifest
+    from edgekit.targets.loader import load_target
+    from edgekit.targets.schema import Format
+
+    if min_accelerated_ops is not None:
+        make_budget("min_accelerated_ops", min_accelerated_ops, "--min-accelerated-ops")
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    if manifest_path.suffix == ".json":
+        from edgekit.manifest import Manifest
+
+        profiles = {}
+        if target is not None:
+            profile = load_target(target)
+            profiles = {a.target: profile for a in Manifest.read(manifest_path).artifacts}
+        results = {f"{t}/{f}": c for (t, f), c in check_manifest(Manifest.read(manifest_path), profiles).items()}
+    else:
+        if target is None:
+            raise InputError(f"{path}: a bare artifact needs -t TARGET to know which accelerator to check against")
+        fmt = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix.lower())
+        if fmt is None:
+            raise InputError(f"{path}: not an artifact (accepted: .tflite, .onnx, .xml, manifest.json, an output directory)")
+        if not path.exists():
+            raise InputError(f"not found: {path}")
+        profile = load_target(target)
+        recipe = profile.formats.get(Format(fmt))
+        if recipe is None:
+            raise InputError(f"target '{profile.name}' defines no {fmt} recipe")
+        results = {path.name: check_artifact(path, fmt, recipe, profile.device_class.value)}
+    if as_json:
+        print(json.dumps({name: c.to_dict() for name, c in results.items()}, indent=2))
+    else:
+        from edgekit.display import show_compatibility
+
+        show_compatibility(results)
+    if min_accelerated_ops is not None:
+        short = [n for n, c in results.items() if c.fraction is None or c.fraction < min_accelerated_ops]
+        if short:
+            raise _fail(f"below min_accelerated_ops={min_accelerated_ops:g} (or not checked): {', '.join(short)}", EXIT_FAILED)
+
+
+@app.command()
+@handles_errors
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:

@@ -179,6 +179,7 @@ def _run(source, plans, calib, staging, output, verify_artifacts, progress) -> M
                 artifact = _convert_one(source, plan, calib, exports, staging, output)
                 if verify_artifacts:
                     _verify_one(artifact, plan, samples, reference)
+                _check_placement(artifact, plan)
         except ConversionError as exc:
             manifest.errors.append({"target": plan.target.name, "format": plan.format.value, "error": str(exc)})
             progress.info(f"FAILED {label}: {exc}")
@@ -227,6 +228,18 @@ def _verify_one(artifact: Artifact, plan: _Plan, samples: Dataset, reference) ->
     artifact.verification = result
 
 
+def _check_placement(artifact: Artifact, plan: _Plan) -> None:
+    """Pre-flight: which ops the target's accelerator runs and which fall back to the CPU."""
+    from edgekit.converters.compat import check_artifact
+
+    try:
+        result = check_artifact(artifact.path, plan.format.value, plan.recipe, plan.target.device_class.value)
+    except EdgekitError as exc:
+        artifact.notes.append(f"op placement not checked: {exc}")
+        return
+    artifact.compatibility = result.to_dict()
+
+
 def _publish(staging: Path, output: Path, manifest: Manifest) -> None:
     """Move verified artifacts into place, then replace the manifest last."""
     for artifact in manifest.artifacts:
@@ -236,6 +249,17 @@ def _publish(staging: Path, output: Path, manifest: Manifest) -> None:
             os.replace(part, final.parent / part.name)
         artifact.path = final.resolve()
     manifest.write(output / "manifest.json")
+
+
+def _placement_line(compatibility: dict | None) -> str:
+    if not compatibility or compatibility.get("method", "").startswith("cpu target"):
+        return ""
+    fraction = compatibility.get("fraction")
+    if fraction is None:
+        return f"ops on {compatibility['accelerator']}: not checked"
+    fallbacks = ", ".join(f"{g['op']} x{g['count']} ({g['reason']})" for g in compatibility.get("fallback_counts", [])[:4])
+    return (f"ops on {compatibility['accelerator']}: {compatibility['accelerated_ops']}/{compatibility['total_ops']} "
+            f"({compatibility['method']})" + (f"; CPU fallback: {fallbacks}" if fallbacks else ""))
 
 
 def _source_dict(source: SourceModel) -> dict[str, Any]:
@@ -271,6 +295,9 @@ def _outcome_line(label: str, artifact: Artifact) -> str:
         status = "verified" if check.passed else "FAILED verification: " + "; ".join(check.failures)
         verdict = f"{status} (cosine {check.cosine:.5f}, max abs err {check.max_abs_error:.3g}{top1}, {check.samples} samples)"
     notes = "".join(f"\n    note: {n}" for n in artifact.notes)
+    placement = _placement_line(artifact.compatibility)
+    if placement:
+        notes = f"\n    {placement}" + notes
     return f"{'ok' if artifact.passed else 'FAIL'} {label}: {size} in {artifact.seconds:.1f}s, {verdict}{notes}"
 
 

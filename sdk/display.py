@@ -105,3 +105,19 @@ def show_doctor(facts: dict[str, Any], console: Console | None = None) -> None:
         targets.add_row(row["target"], row["format"], f"{row['runtime']}:{device}",
                         f"[{colours[row['status']]}]{row['status']}[/]{detail}")
     console.print(targets)
+
+
+def show_compatibility(results: dict[str, Any], console: Console | None = None) -> None:
+    """One row per artifact: share of ops on the accelerator, then what falls back and why."""
+    console = console or Console()
+    table = Table(title="op placement", title_justify="left")
+    for column in ("artifact", "accelerator", "on accelerator", "CPU fallback (op x count: reason)"):
+        table.add_column(column, overflow="fold")
+    for name, result in results.items():
+        share = "not checked" if result.fraction is None else f"{result.accelerated_ops}/{result.total_ops} ({result.fraction:.0%})"
+        fallbacks = "\n".join(f"{op} x{count}: {reason}" for op, reason, count in result.grouped()) or "-"
+        table.add_row(name, f"{result.accelerator}\n[dim]{result.method}[/]", share, fallbacks, end_section=True)
+    console.print(table)
+    for name, result in results.items():
+        for note in result.notes:
+            console.print(f"[dim]{name}: {note}[/]")

@@ -115,6 +115,7 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "tools": artifact.tools,
         "seconds": round(artifact.seconds, 3),
         "notes": artifact.notes,
+        "compatibility": artifact.compatibility,
     }
 
 
@@ -136,4 +137,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         verification=Verification(**verification) if verification else None,
         notes=data.get("notes", []),
         profile=data.get("profile", ""),
+        compatibility=data.get("compatibility"),
     )
