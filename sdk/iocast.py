@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.artifact import TensorSpec
+from edgekit.artifact import Quantization, TensorSpec
 
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
@@ -29,10 +29,8 @@ def from_output(spec: TensorSpec, data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
-def quantization_from_range(low: float, high: float, dtype: str = "int8") -> "Quantization":
+def quantization_from_range(low: float, high: float, dtype: str = "int8") -> Quantization:
     """Asymmetric scale/zero point covering [low, high] (always including 0)."""
-    from edgekit.artifact import Quantization
-
     qmin, qmax = _INT_RANGES[dtype]
     low, high = min(float(low), 0.0), max(float(high), 0.0)
     scale = (high - low) / (qmax - qmin) or 1.0

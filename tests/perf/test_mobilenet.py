@@ -9,7 +9,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
 import pytest
 
 from edgekit import iocast
