@@ -8,22 +8,16 @@ from Gradle, Xcode, fastlane or CI whatever their working directory.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from edgekit.benchmarks.budgets import Budget, make_budget
 from edgekit.errors import EdgekitError, InputError, did_you_mean
+from edgekit.fsutil import read_toml
 from edgekit.targets.schema import Format, Preprocess, Target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CONFIG_NAME = "edgekit.toml"
 MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
@@ -124,7 +118,7 @@ def find_config(start: Path | None = None) -> Path:
     if (folder / CONFIG_NAME).is_file():
         return folder / CONFIG_NAME
     pyproject = folder / "pyproject.toml"
-    if pyproject.is_file() and "edgekit" in _read_toml(pyproject, str(pyproject)).get("tool", {}):
+    if pyproject.is_file() and "edgekit" in read_toml(pyproject, str(pyproject), InputError).get("tool", {}):
         return pyproject
     raise InputError(
         f"{CONFIG_NAME}: not found in {folder} (and no [tool.edgekit] in pyproject.toml); "
@@ -138,7 +132,7 @@ def load_config(path: str | Path | None = None) -> BuildConfig:
     label = str(config_path)
     if not config_path.is_file():
         raise InputError(f"{label}: config file not found" + (" (it is a directory)" if config_path.is_dir() else ""))
-    data = _read_toml(config_path, label)
+    data = read_toml(config_path, label, InputError)
     prefix = ""
     if config_path.name == "pyproject.toml":
         prefix = "tool.edgekit."
@@ -170,16 +164,6 @@ def from_dict(data: dict[str, Any], path: Path, *, label: str | None = None, pre
         raise config.error("targets", "no target defined; add a [targets.NAME] table (e.g. [targets.cpu])")
     config.targets = {name: _target(config, name, section, base) for name, section in raw.targets.items()}
     return config
-
-
-def _read_toml(path: Path, label: str) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{label}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise InputError(f"{label}: cannot read: {exc.strerror}") from None
 
 
 def _under(base: Path, value: str | None) -> Path | None:

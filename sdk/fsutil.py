@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -26,3 +33,14 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def read_toml(path: Path, label: str, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file as a dict; unreadable or invalid files raise `error` naming `label`."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{label}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise error(f"{label}: cannot read: {exc.strerror}") from None

@@ -5,8 +5,9 @@ import json
 import os
 from pathlib import Path
 
-from edgekit.config import CONFIG_NAME, MODEL_SUFFIXES, from_dict, tomllib
+from edgekit.config import CONFIG_NAME, MODEL_SUFFIXES, from_dict
 from edgekit.errors import InputError
+from edgekit.fsutil import tomllib
 
 # Looked for beside the model when no data file is given.
 CALIBRATION_NAMES = ("calib.npz", "calibration.npz", "data/calib.npz", "data/calibration.npz")

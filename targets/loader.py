@@ -5,21 +5,15 @@ key by key, the child winning. Every profile implicitly extends `_defaults.toml`
 """
 from __future__ import annotations
 
-import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from edgekit.errors import ProfileError, did_you_mean
+from edgekit.fsutil import read_toml
 from edgekit.targets.schema import Target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pydantic import BaseModel, ValidationError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 _DEFAULTS = "_defaults"
@@ -68,21 +62,11 @@ def _locate(name_or_path: str | Path, relative_to: Path) -> Path:
     return path
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from None
-
-
 def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
     if path in seen:
         chain = " -> ".join(_label(p) for p in (*seen, path))
         raise ProfileError(f"{path}: 'extends' forms a cycle: {chain}")
-    data = _read(path)
+    data = read_toml(path, str(path), ProfileError)
     parent_ref = data.get("extends")
     if parent_ref is None:
         if path.stem == _DEFAULTS:

@@ -88,3 +88,13 @@ def cli():
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+def one_line_exit_2(result, *fragments):
+    """Bad input: exit 2, exactly one `edgekit: error:` line containing each fragment, no traceback."""
+    assert result.code == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), result
+    for fragment in fragments:
+        assert fragment in lines[0], result
+    assert "Traceback" not in result.stderr

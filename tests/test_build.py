@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import one_line_exit_2
+
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
 PIXEL_NPU = 'extends = "npu"\ndescription = "A phone NPU: TFLite only."\n[formats.onnx]\nenabled = false\n[formats.openvino]\nenabled = false\n'
 FAST_BENCH = "[bench]\nwarmup = 2\nmin_runs = 10\nmin_time = 0.05\n"
@@ -39,15 +41,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def states(result) -> dict[str, str]:
     """target -> its state word, from `--json` output."""
     return {name: state.split(" (")[0] for name, state in json.loads(result.stdout)["targets"].items()}
-
-
-def one_line_exit_2(result, *fragments):
-    assert result.code == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), result
-    for fragment in fragments:
-        assert fragment in lines[0], result
-    assert "Traceback" not in result.stderr
 
 
 # ------------------------------------------------------------------ init, build, up to date, gate
@@ -346,9 +339,8 @@ def test_interrupted_build_leaves_previous_dist_valid(base_project):
 
 
 def test_python_api_each_function(digits_example, base_project, tmp_path):
-    import keras
-
     import edgekit
+    import keras
 
     target = edgekit.load_target("cpu-fp32")
     assert target.name == "cpu-fp32" and "tflite" in {f.value for f in target.recipes()}

@@ -10,21 +10,14 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import one_line_exit_2
+
 
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory):
     path = tmp_path_factory.mktemp("calib") / "calib.npz"
     np.savez(path, image=np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32))
     return path
-
-
-def _one_line_exit_2(result, *fragments):
-    assert result.code == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), result
-    for fragment in fragments:
-        assert fragment in lines[0], result
-    assert "Traceback" not in result.stderr
 
 
 def _corrupt_files(tmp_path):
@@ -54,7 +47,7 @@ def test_bad_model_files(cli, tmp_path, tiny_keras_path, name, fragment):
         (tmp_path / name).write_bytes(b"x")
     out = tmp_path / "out"
     result = cli("convert", tmp_path / name, "-t", "cpu-fp32", "-o", out)
-    _one_line_exit_2(result, fragment)
+    one_line_exit_2(result, fragment)
     assert not (out / "manifest.json").exists()
 
 
@@ -66,22 +59,22 @@ def test_truncated_tflite_and_onnx(cli, tmp_path, tiny_keras_path):
         truncated = tmp_path / f"truncated.{fmt}"
         truncated.write_bytes(whole[: len(whole) // 2])
         result = cli("convert", truncated, "-t", "cpu-fp32", "-f", "onnx", "-o", tmp_path / "o2")
-        _one_line_exit_2(result, f"truncated.{fmt}")
+        one_line_exit_2(result, f"truncated.{fmt}")
 
 
 def test_unknown_target_suggests(cli, tmp_path, tiny_keras_path):
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", "npuu", "-o", tmp_path), "did you mean 'npu'")
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", "npuu", "-o", tmp_path), "did you mean 'npu'")
 
 
 def test_invalid_profile_file(cli, tmp_path, tiny_keras_path):
     profile = tmp_path / "board.toml"
     profile.write_text('extends = "cpu"\n[formats.onnx]\nactivation_typ = "uint8"\n')
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", profile, "-o", tmp_path / "o"),
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", profile, "-o", tmp_path / "o"),
                      str(profile), "formats.onnx.activation_typ", "did you mean 'activation_type'")
 
 
 def test_missing_calibration_names_target_and_format(cli, tmp_path, tiny_keras_path):
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu", "-o", tmp_path / "o"),
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu", "-o", tmp_path / "o"),
                      "target 'cpu' format tflite (int8-full) needs calibration data", "-c data.npz")
 
 
@@ -98,14 +91,14 @@ def test_missing_calibration_names_target_and_format(cli, tmp_path, tiny_keras_p
 def test_bad_calibration_data(cli, tmp_path, tiny_keras_path, arrays, fragment):
     path = tmp_path / "calib.npz"
     np.savez(path, **arrays)
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu", "-c", path, "-o", tmp_path / "o"), fragment, "calib.npz")
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu", "-c", path, "-o", tmp_path / "o"), fragment, "calib.npz")
 
 
 def test_unwritable_output(cli, tmp_path, tiny_keras_path, calib):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu-fp32", "-o", blocker), "exists and is not a directory")
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu-fp32", "-o", blocker / "sub"), "not writable")
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu-fp32", "-o", blocker), "exists and is not a directory")
+    one_line_exit_2(cli("convert", tiny_keras_path, "-t", "cpu-fp32", "-o", blocker / "sub"), "not writable")
 
 
 @pytest.mark.parametrize(
@@ -121,7 +114,7 @@ def test_unwritable_output(cli, tmp_path, tiny_keras_path, calib):
     ],
 )
 def test_conflicting_or_invalid_options(cli, tmp_path, tiny_keras_path, calib, args, fragment):
-    _one_line_exit_2(cli("convert", tiny_keras_path, "-c", calib, "-o", tmp_path / "o", *args), fragment)
+    one_line_exit_2(cli("convert", tiny_keras_path, "-c", calib, "-o", tmp_path / "o", *args), fragment)
 
 
 def test_failure_leaves_previous_manifest_and_no_partial_files(cli, tmp_path, tiny_keras_path, calib):
