@@ -39,3 +39,12 @@ class Converted:
     outputs: list[TensorSpec]  # in the source's output order
     tools: dict[str, str] = field(default_factory=dict)  # package -> version used
     notes: list[str] = field(default_factory=list)  # anything a user should know (fallbacks, warnings)
+
+
+@dataclass
+class LayerError:
+    """One activation's quantization error, as a format's debugging tool measured it."""
+
+    tensor: str  # the activation, in the format's tensor names
+    error: float  # the search's error measure (higher: more damaged by quantization)
+    nodes: tuple[str, ...]  # float_nodes that keep it in float: its producer and its consumers

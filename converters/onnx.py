@@ -18,12 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgekit import iocast
 from edgekit._deps import require, version_of
 from edgekit.artifact import Quantization, TensorSpec
-from edgekit.converters.base import ConvertJob, Converted
+from edgekit.converters.base import ConvertJob, Converted, LayerError
 from edgekit.converters.exports import Exports
 from edgekit.converters.source import SourceModel
-from edgekit.errors import ConversionError, DataError
+from edgekit.errors import ConversionError, DataError, did_you_mean
 from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
 
 # Opset 17: tf2onnx 1.17 writes it for every op we meet, and onnxruntime and OpenVINO
@@ -207,6 +210,9 @@ def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> A
             q.quantize_dynamic(str(prepared), str(quantized), per_channel=recipe.per_channel, weight_type=weight_type)
         else:
             _quantize_static(q, job, prepared, quantized)
+            if recipe.float_nodes:
+                kept = ", ".join(recipe.float_nodes)
+                notes.append(f"kept in float ({len(recipe.float_nodes)} node(s), nodes_to_exclude): {kept}")
     except (ConversionError, DataError):
         raise
     except Exception as exc:  # the quantization tools raise many types
@@ -232,13 +238,14 @@ def _quantize_static(q: Any, job: ConvertJob, prepared: Path, quantized: Path) -
     # No CalibMaxIntermediateOutputs: in onnxruntime 1.32 it drops the data it batches
     # (microsoft/onnxruntime#18893). MinMax keeps only per-tensor min/max per sample anyway.
     reader = _calibration_reader(q, job, prepared)
+    exclude = _float_nodes(recipe, prepared)
     if recipe.precision is Precision.INT8_STATIC:
         # ORT's default op list: the ops it has integer kernels for; the rest stay float.
         q.quantize_static(
             str(prepared), str(quantized), reader,
             quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
             activation_type=activation_type, weight_type=weight_type,
-            calibrate_method=method,
+            calibrate_method=method, nodes_to_exclude=exclude,
         )
         return
     # int8-full and int16x8: ORT's "quantize the entire model" config (every op type
@@ -246,9 +253,72 @@ def _quantize_static(q: Any, job: ConvertJob, prepared: Path, quantized: Path) -
     config = q.get_qdq_config(
         str(prepared), reader, calibrate_method=method,
         activation_type=activation_type, weight_type=weight_type,
-        per_channel=recipe.per_channel,
+        per_channel=recipe.per_channel, nodes_to_exclude=exclude,
     )
     q.quantize(str(prepared), str(quantized), config)
+
+
+def _float_nodes(recipe: Recipe, prepared: Path) -> list[str]:
+    """recipe.float_nodes, checked against the node names of the graph onnxruntime quantizes."""
+    if not recipe.float_nodes:
+        return []
+    onnx = require("onnx")
+    known = {node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node}
+    unknown = [name for name in recipe.float_nodes if name not in known]
+    if unknown:
+        raise ConversionError(
+            f"float_nodes {', '.join(map(repr, unknown))} are not nodes of the ONNX graph being quantized"
+            f"{did_you_mean(unknown[0], known)}"
+        )
+    return list(recipe.float_nodes)
+
+
+# onnxruntime names the tensors around a Q/DQ pair after the activation they carry.
+_QDQ_SUFFIX = re.compile(r"_(QuantizeLinear_Input|DequantizeLinear_Output(_\d+)?)$")
+
+
+def layer_errors(
+    job: ConvertJob, converted: Converted, error: Callable[[np.ndarray, np.ndarray], float]
+) -> list[LayerError]:
+    """Each quantized activation's error in the QDQ model at job.output, measured with onnxruntime's
+    qdq_loss_debug on up to 32 calibration samples: `error(before QDQ, after QDQ)` per activation.
+
+    Keeping an activation in float means its producer and its consumers are left out of
+    quantization; a left-out node's output is otherwise quantized again for the next one.
+    """
+    onnx = require("onnx")
+    debug = require("onnxruntime.quantization.qdq_loss_debug")
+    if job.calibration is None:
+        raise DataError(f"{job.target}: ranking layers needs calibration data")
+    feeds = [
+        {spec.name: iocast.to_input(spec, feed[spec.name]) for spec in converted.inputs}
+        for feed in job.calibration.head(32).batches(1)
+    ]
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-debug-") as scratch:
+            augmented = str(Path(scratch) / "augmented.onnx")
+            debug.modify_model_output_intermediate_tensors(str(job.output), augmented)
+            activations = debug.collect_activations(augmented, feeds)
+        matched = debug.create_activation_matching(activations)
+    except Exception as exc:  # onnxruntime raises many types
+        reason = _first_line(exc)
+        raise ConversionError(f"onnxruntime's qdq_loss_debug could not measure {job.output.name}: {reason}") from None
+
+    producers: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    for node in onnx.load(str(job.output), load_external_data=False).graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for name in node.input:
+            consumers.setdefault(_QDQ_SUFFIX.sub("", name), []).append(node.name)
+        for name in node.output:
+            producers.setdefault(_QDQ_SUFFIX.sub("", name), []).append(node.name)
+    result = []
+    for tensor, values in matched.items():
+        before, after = (np.concatenate([np.ravel(v) for v in values[key]]) for key in ("pre_qdq", "post_qdq"))
+        nodes = tuple(dict.fromkeys([*producers.get(tensor, []), *consumers.get(tensor, [])]))
+        result.append(LayerError(tensor=tensor, error=error(before, after), nodes=nodes))
+    return result
 
 
 def _calibration_reader(q: Any, job: ConvertJob, model_path: Path) -> Any:

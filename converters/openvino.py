@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from edgekit._deps import require, version_of
 from edgekit.artifact import Quantization, TensorSpec
 from edgekit.converters.base import ConvertJob, Converted
+from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError
 from edgekit.iocast import quantization_from_range
 from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
@@ -43,7 +44,7 @@ def convert(job: ConvertJob) -> Converted:
     inputs = _match_ports(job.source.inputs, model.inputs, "input", notes)
     outputs = _match_ports(job.source.outputs, model.outputs, "output", notes)
     # Calibration samples, batch 1, as lists in the model's own input order.
-    samples = _samples(job, inputs, model) if precision.needs_calibration else []
+    samples = _samples(job.calibration, job, inputs, model) if precision.needs_calibration else []
 
     quantization: dict[str, Quantization] = {}  # artifact tensor name -> int I/O mapping
     if precision is Precision.INT8_DYNAMIC:
@@ -114,6 +115,9 @@ def _read_source(ov: Any, job: ConvertJob) -> Any:
         model = ov.convert_model(str(path))
     except Exception as exc:
         raise ConversionError(f"OpenVINO could not convert the {fmt} model {path}: {_reason(exc)}") from None
+    # Unnamed ops (a TF Conv2D becomes `Convolution_<n>`) are renumbered before NNCF sees them,
+    # so that float_nodes names the same ops in every conversion.
+    _renumber_auto_names(model)
     # convert_model records the absolute input path in the IR; for a Keras source that is a
     # scratch directory. The source's file name keeps the .xml reproducible and leaks no paths.
     if model.has_rt_info(["conversion_parameters", "input_model"]):
@@ -137,18 +141,18 @@ def _match_ports(specs: list[TensorSpec], ports: list[Any], kind: str, notes: li
     return found  # type: ignore[return-value]
 
 
-def _samples(job: ConvertJob, inputs: list[str], model: Any) -> list[list[np.ndarray]]:
-    if job.calibration is None:
+def _samples(dataset: Dataset | None, job: ConvertJob, inputs: list[str], model: Any) -> list[list[np.ndarray]]:
+    if dataset is None:
         raise DataError(f"{job.recipe.precision.value} needs calibration data")
-    arrays = job.calibration.arrays
+    arrays = dataset.arrays
     missing = [spec.name for spec in job.source.inputs if spec.name not in arrays]
     if missing:
-        raise DataError(f"calibration data has no input {missing} (it has: {', '.join(arrays)})")
+        raise DataError(f"{dataset.origin} has no input {missing} (it has: {', '.join(arrays)})")
     source_of = dict(zip(inputs, (spec.name for spec in job.source.inputs)))
     order = [source_of[port.get_any_name()] for port in model.inputs]
     return [
         [np.ascontiguousarray(arrays[name][i : i + 1], dtype=np.float32) for name in order]
-        for i in range(job.calibration.samples)
+        for i in range(dataset.samples)
     ]
 
 
@@ -183,6 +187,32 @@ def _compress_weights(model: Any, notes: list[str]) -> Any:
 
 def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes: list[str]) -> Any:
     nncf = require("nncf")
+    options = _nncf_options(recipe, notes)
+    try:
+        with _nncf_warnings_to(notes):
+            quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), **options)
+    except Exception as exc:
+        raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
+    preset = options["preset"]
+    granularity = "per-channel" if recipe.per_channel else "per-tensor"
+    notes.append(
+        f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
+        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights"
+    )
+    if recipe.float_nodes:
+        kept = ", ".join(recipe.float_nodes)
+        notes.append(f"kept in float ({len(recipe.float_nodes)} op(s), NNCF IgnoredScope): {kept}")
+    if recipe.precision is Precision.INT8_FULL:
+        notes.append(
+            "int8-full on OpenVINO is NNCF static int8 plus the recipe's I/O dtypes; ops NNCF leaves "
+            "unquantized (e.g. pooling, reshapes, the last layer's output) run in float"
+        )
+    return quantized
+
+
+def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
+    """nncf.quantize's keyword arguments for the recipe (quantize_with_accuracy_control takes the same)."""
+    nncf = require("nncf")
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
@@ -212,45 +242,105 @@ def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes
         activations_range_estimator_params=estimators[recipe.calibration],
         weights_quantization_params=QuantizationParameters(per_channel=recipe.per_channel),
     )
+    # IgnoredScope checks that every name exists, and says which do not.
+    ignored = nncf.IgnoredScope(names=list(recipe.float_nodes)) if recipe.float_nodes else None
+    return {"preset": preset, "advanced_parameters": advanced, "ignored_scope": ignored}
+
+
+def accuracy_control(
+    job: ConvertJob,
+    evaluation: Dataset,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    max_drop: float,
+) -> list[str]:
+    """The ops NNCF's quantize_with_accuracy_control keeps in float so that `score` drops by at most
+    `max_drop` (absolute) from the float model's: names for job.recipe's float_nodes.
+
+    NNCF ranks groups of quantizers by their effect on each evaluation sample, reverts the worst
+    group, re-validates, and repeats. `score(first_output, sample_indices)` is the metric on the
+    source's first output over those evaluation samples (NNCF validates subsets too).
+    """
+    nncf = require("nncf")
+    ov = require("openvino")
+    notes: list[str] = []
+    model = _read_source(ov, job)
+    inputs = _match_ports(job.source.inputs, model.inputs, "input", notes)
+    outputs = _match_ports(job.source.outputs, model.outputs, "output", notes)
+    calibration = _samples(job.calibration, job, inputs, model)
+    validation = list(enumerate(_samples(evaluation, job, inputs, model)))
+
+    def validate(compiled: Any, items: Any) -> float:
+        port = compiled.output(outputs[0])
+        indices, values = [], []
+        for index, sample in items:
+            indices.append(index)
+            values.append(compiled(sample)[port])
+        return float(score(np.concatenate(values), np.asarray(indices)))
+
+    options = _nncf_options(job.recipe, notes)
+    advanced = options.pop("advanced_parameters")
     try:
-        with _nncf_warnings_to(notes):
-            quantized = nncf.quantize(
+        with _nncf_log(logging.INFO) as log:  # accuracy control reports what it reverted only there
+            nncf.quantize_with_accuracy_control(
                 model,
-                nncf.Dataset(samples),
-                subset_size=len(samples),
-                preset=preset,
-                advanced_parameters=advanced,
+                nncf.Dataset(calibration),
+                nncf.Dataset(validation, lambda item: item[1]),
+                validate,
+                max_drop=max_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(calibration),
+                advanced_quantization_parameters=advanced,
+                **options,
             )
     except Exception as exc:
-        raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
-    granularity = "per-channel" if recipe.per_channel else "per-tensor"
-    notes.append(
-        f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
-        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights"
-    )
-    if recipe.precision is Precision.INT8_FULL:
-        notes.append(
-            "int8-full on OpenVINO is NNCF static int8 plus the recipe's I/O dtypes; ops NNCF leaves "
-            "unquantized (e.g. pooling, reshapes, the last layer's output) run in float"
-        )
-    return quantized
+        raise ConversionError(f"NNCF accuracy control failed: {_reason(exc)}") from None
+    return _reverted(log)
+
+
+def _reverted(log: list[str]) -> list[str]:
+    """Op names NNCF reports as reverted to float: its closing report, else every revert step
+    (it gives no report when it reverted everything and still missed)."""
+
+    def names(message: str) -> list[str]:
+        return [line.strip() for line in message.splitlines()[1:] if line.strip()]
+
+    final = [m for m in log if "were reverted back to the floating-point precision" in m]
+    if final:
+        return names(final[-1])
+    steps = [m for m in log if m.startswith("Reverted ") and "floating-point precision" in m]
+    return list(dict.fromkeys(name for step in steps for name in names(step)))
 
 
 @contextmanager
 def _nncf_warnings_to(notes: list[str]) -> Iterator[None]:
     """NNCF logs its own fallbacks (e.g. a range estimator it cannot use somewhere) as warnings: keep them."""
+    with _nncf_log(logging.WARNING) as messages:
+        try:
+            yield
+        finally:
+            notes.extend(f"NNCF: {message}" for message in messages)
+
+
+@contextmanager
+def _nncf_log(level: int) -> Iterator[list[str]]:
+    """The messages NNCF logs at `level` or above meanwhile."""
+    messages: list[str] = []
 
     class _Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            notes.append(f"NNCF: {record.getMessage()}")
+            messages.append(record.getMessage())
 
-    handler = _Collect(logging.WARNING)
+    handler = _Collect(level)
     logger = logging.getLogger("nncf")
+    previous = logger.level
+    if logger.getEffectiveLevel() > level:  # a user who quietened NNCF still gets what we parse
+        logger.setLevel(level)
     logger.addHandler(handler)
     try:
-        yield
+        yield messages
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _integer_io(

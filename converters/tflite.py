@@ -6,9 +6,15 @@ file, and converting the same SavedModel twice gives byte-identical files.
 """
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import shutil
+import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +22,8 @@ import numpy as np
 from edgekit._deps import require
 from edgekit.artifact import TensorSpec
 from edgekit.benchmarks.tflite_backend import TFLiteBackend
-from edgekit.converters.base import Converted, ConvertJob
-from edgekit.errors import ConversionError, DataError, InputError
+from edgekit.converters.base import Converted, ConvertJob, LayerError
+from edgekit.errors import ConversionError, DataError, InputError, did_you_mean
 from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
 
 # Precisions whose I/O can be integer: TFLite only allows it when activations are quantized.
@@ -35,11 +41,17 @@ def convert(job: ConvertJob) -> Converted:
         tf = require("tensorflow")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(job.exports.saved_model()))
         notes = _configure(tf, converter, job)
+        float_nodes = _float_nodes(recipe)
         try:
             with warnings.catch_warnings():
                 # TF's calibrator builds a tf.lite.Interpreter; its deprecation warning is not the user's concern.
                 warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
-                flatbuffer = converter.convert()
+                if float_nodes:
+                    flatbuffer = _with_float_nodes(tf, converter, job, float_nodes, notes)
+                else:
+                    flatbuffer = converter.convert()
+        except ConversionError:
+            raise
         except Exception as exc:  # TF raises ConverterError, ValueError, RuntimeError... for a model it cannot convert
             raise ConversionError(
                 f"TFLiteConverter could not convert {job.source.label} to {recipe.precision.value}: {_reason(exc)}"
@@ -98,6 +110,120 @@ def _configure(tf: Any, converter: Any, job: ConvertJob) -> list[str]:
     converter.inference_input_type = io_types[recipe.input_dtype]
     converter.inference_output_type = io_types[recipe.output_dtype]
     return notes
+
+
+def _float_nodes(recipe: Recipe) -> list[str]:
+    """The recipe's float_nodes where they apply: fp32/fp16/int8-dynamic have no quantized activations."""
+    if not recipe.float_nodes or not recipe.precision.needs_calibration:
+        return []
+    if recipe.precision is Precision.INT16X8:
+        raise ConversionError("TFLite keeps float_nodes in int8 models only; int16x8 goes through another quantizer")
+    if recipe.input_dtype is not IODtype.FLOAT32 or recipe.output_dtype is not IODtype.FLOAT32:
+        raise ConversionError(
+            f"TFLite keeps float_nodes only with float32 inputs and outputs (QuantizationDebugger's models), "
+            f"not input_dtype {recipe.input_dtype.value} / output_dtype {recipe.output_dtype.value}"
+        )
+    return list(recipe.float_nodes)
+
+
+def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: int = 32) -> tuple[Any, _Graph]:
+    """TFLite's QuantizationDebugger over a configured converter, and the calibrated model's graph.
+
+    The debugger calibrates once, then can measure each op's quantization error or quantize
+    with some nodes left in float.
+    """
+    representative = _representative(job)
+    order: list[str] = []  # source input names in the interpreter's input order, known after calibration
+
+    def debug_dataset() -> Iterator[list[np.ndarray]]:  # the debugger feeds lists, not names
+        for sample in itertools.islice(representative(), samples):
+            yield [sample[name] for name in order]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug_dataset, debug_options=options
+    )
+    graph = _graph(debugger.calibrated_model)
+    order += graph.inputs
+    return debugger, graph
+
+
+def _with_float_nodes(tf: Any, converter: Any, job: ConvertJob, names: list[str], notes: list[str]) -> bytes:
+    """The quantized model with `names` (op output tensors) left in float, via QuantizationDebugger's
+    denylisted_nodes: TFLiteConverter itself has no switch for it."""
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
+    debugger, graph = _debugger(tf, converter, job, options)
+    unknown = [name for name in names if name not in graph.consumers]
+    if unknown:
+        raise ConversionError(
+            f"float_nodes {', '.join(map(repr, unknown))} are not op outputs of the TFLite model"
+            f"{did_you_mean(unknown[0], graph.consumers)}"
+        )
+    notes.append(f"kept in float ({len(names)} op(s), QuantizationDebugger denylisted_nodes): {', '.join(names)}")
+    return debugger.get_nondebug_quantized_model()
+
+
+def layer_errors(job: ConvertJob, error: Callable[[np.ndarray, np.ndarray], float]) -> list[LayerError]:
+    """Each quantized op's output error, measured by TFLite's QuantizationDebugger on calibration samples.
+
+    The debugger runs every quantized op next to its float version on the same input and hands
+    both outputs to `error(float, dequantized)`. Keeping an activation in float means its producer
+    and its consumers run in float: a float op's output is otherwise quantized again for the next op.
+    """
+    tf = require("tensorflow")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(job.exports.saved_model()))
+    _configure(tf, converter, job)
+
+    def compare(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
+        return error(float_values, (quantized.astype(np.float32) - zero_point) * np.float32(scale))
+
+    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"error": compare})
+    dump = io.StringIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+            debugger, graph = _debugger(tf, converter, job, options)
+            debugger.run()
+        debugger.layer_statistics_dump(dump)  # the documented way to name each op's output tensor
+    except DataError:
+        raise
+    except Exception as exc:  # TF raises many types
+        reason = _reason(exc)
+        raise ConversionError(f"TFLite's QuantizationDebugger could not measure {job.source.label}: {reason}") from None
+    dump.seek(0)
+    result = []
+    for row in csv.DictReader(dump):
+        tensor = row["tensor_name"]
+        result.append(LayerError(tensor, float(row["error"]), (tensor, *graph.consumers.get(tensor, []))))
+    return result
+
+
+@dataclass
+class _Graph:
+    inputs: list[str]  # source input names, in the interpreter's input order
+    consumers: dict[str, list[str]]  # op output tensor -> output tensors of the ops that read it
+
+
+def _graph(model: bytes) -> _Graph:
+    """The op graph of a .tflite model, as far as float_nodes and the debugger need it."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-tflite-") as scratch:
+        path = Path(scratch) / "model.tflite"
+        path.write_bytes(model)
+        with TFLiteBackend(path) as backend:
+            interpreter = backend.interpreter
+            names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+            ops = interpreter._get_ops_details()  # no public graph API; edgekit inspect reads it too
+            runner = interpreter.get_signature_runner()  # the SavedModel's serving_default
+            by_index = {d["index"]: name for name, d in runner.get_input_details().items()}
+            inputs = [by_index[d["index"]] for d in interpreter.get_input_details()]
+    consumers: dict[str, list[str]] = {}
+    for op in ops:
+        produced = [names[i] for i in op["outputs"] if i >= 0]
+        for name in produced:
+            consumers.setdefault(name, [])
+        for index in op["inputs"]:
+            if index in names and names[index] in consumers:
+                consumers[names[index]].extend(produced)
+    return _Graph(inputs, consumers)
 
 
 def _check_io_dtypes(recipe: Recipe) -> None:

@@ -52,6 +52,14 @@ def verify(
     `inputs`/`outputs` are the artifact's specs in the source's order (with int8
     quantization where the artifact's I/O is integer); samples are keyed by source names.
     """
+    actual = artifact_outputs(backend, inputs, outputs, samples)
+    return judge(actual, reference, tolerance, samples.samples, backend.describe().get("inference_precision"))
+
+
+def artifact_outputs(
+    backend: Backend, inputs: list[TensorSpec], outputs: list[TensorSpec], samples: Dataset
+) -> list[np.ndarray]:
+    """The artifact's float outputs for every sample (one at a time), in the source's output order."""
     source_names = list(samples.arrays)
     produced: list[list[np.ndarray]] = [[] for _ in outputs]
     for feed in samples.batches(1):
@@ -59,8 +67,7 @@ def verify(
         result = backend.infer(feeds)
         for index, spec in enumerate(outputs):
             produced[index].append(iocast.from_output(spec, result[spec.name]))
-    actual = [np.concatenate(chunks) for chunks in produced]
-    return judge(actual, reference, tolerance, samples.samples, backend.describe().get("inference_precision"))
+    return [np.concatenate(chunks) for chunks in produced]
 
 
 def judge(

@@ -79,6 +79,7 @@ class Artifact:
     notes: list[str] = field(default_factory=list)
     profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
+    accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""
@@ -99,7 +100,8 @@ class Artifact:
 
     @property
     def passed(self) -> bool:
-        return self.verification is None or self.verification.passed
+        searched_ok = self.accuracy_aware is None or self.accuracy_aware.get("met", True)
+        return searched_ok and (self.verification is None or self.verification.passed)
 
 
 def sha256_of(path: Path) -> str:

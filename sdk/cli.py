@@ -63,6 +63,10 @@ def convert(
     preprocess: Annotated[Optional[list[str]], typer.Option("--preprocess", help="Image preprocessing KEY=VALUE (size=224,224 layout=NHWC color=RGB scale=0.00392 mean=0.5,0.5,0.5 std=...); repeatable.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("edgekit-out"),
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip convert-time verification against the source model.")] = False,
+    accuracy_aware: Annotated[bool, typer.Option("--accuracy-aware", help="Search for the fastest int8 recipe that meets the accuracy goal (needs --evaluation).")] = False,
+    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data for --accuracy-aware: .npz with inputs and 'labels'.")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Goal of --accuracy-aware: accuracy drop vs the source (0-1; default: the profile's).")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Goal of --accuracy-aware without labels: output cosine similarity to the source.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -80,6 +84,10 @@ def convert(
         output=output,
         verify_artifacts=not no_verify,
         preprocess=_parse_preprocess(preprocess),
+        evaluation=evaluation,
+        accuracy_aware=accuracy_aware,
+        max_accuracy_drop=max_accuracy_drop,
+        min_cosine=min_cosine,
         progress=Progress(quiet=quiet or as_json),
     )
     if as_json:
@@ -87,7 +95,9 @@ def convert(
     elif not quiet:
         print(f"wrote {manifest.path} ({len(manifest.artifacts)} artifacts)", file=sys.stderr)
     if not manifest.passed:
-        failed = [f"{a.target}/{a.format}" for a in manifest.artifacts if not a.passed]
+        failed = [f"{a.target}/{a.format}" + (" (accuracy-aware search missed its goal)"
+                  if a.accuracy_aware and not a.accuracy_aware.get("met") else "")
+                  for a in manifest.artifacts if not a.passed]
         failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
         raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
 

@@ -23,7 +23,7 @@ from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError, EdgekitError, InputError
 from edgekit.manifest import Manifest
 from edgekit.targets.loader import load_target
-from edgekit.targets.schema import Format, Precision, Preprocess, Recipe, Target
+from edgekit.targets.schema import AccuracyAware, Format, Precision, Preprocess, Recipe, Target
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 VERIFY_SAMPLES = 100  # enough for stable cosine/top-1 figures, cheap on every runtime
@@ -35,6 +35,7 @@ class _Plan:
     target: Target
     format: Format
     recipe: Recipe
+    goal: AccuracyAware | None = None  # set when the int8 recipe is searched for (accuracy-aware)
 
 
 def convert(
@@ -48,6 +49,10 @@ def convert(
     output: str | Path = "edgekit-out",
     verify_artifacts: bool = True,
     preprocess: Preprocess | None = None,
+    evaluation: Any = None,
+    accuracy_aware: bool = False,
+    max_accuracy_drop: float | None = None,
+    min_cosine: float | None = None,
     progress: Progress = SILENT,
 ) -> Manifest:
     """Convert `model` for each target into each of its formats, verify, and write `output/manifest.json`.
@@ -57,7 +62,11 @@ def convert(
     `targets`: built-in profile names, profile .toml paths, or loaded Targets.
     `calibration`: an .npz/.npy file, an image folder, a dict of arrays or a Dataset; required
     by int8-static/int8-full/int16x8 recipes, never replaced by random data.
-    Returns the manifest; `manifest.passed` is False when any artifact failed verification.
+    `accuracy_aware` (or a profile's `[accuracy_aware] enabled`): for int8-static/int8-full
+    recipes, search for the fastest recipe whose accuracy on `evaluation` stays within
+    `max_accuracy_drop` (needs labels) or `min_cosine`; what was tried is in the manifest.
+    Returns the manifest; `manifest.passed` is False when any artifact failed verification
+    or its accuracy-aware search found nothing meeting the goal.
     """
     if calibration_samples < 1:
         raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
@@ -66,6 +75,7 @@ def convert(
     source = model if isinstance(model, SourceModel) else load_source(model)
     plans, skipped = _plan(source, resolved, formats)
     calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
+    evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
     _prepare_output(output)
     # Everything is validated before the first line is printed: bad input gets one line.
     progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
@@ -76,7 +86,7 @@ def convert(
 
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
     try:
-        manifest = _run(source, plans, calib, staging, output, verify_artifacts, progress)
+        manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress)
         manifest.skipped = skipped
         _publish(staging, output, manifest)
     finally:
@@ -165,7 +175,7 @@ def _prepare_output(output: Path) -> None:
         raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
 
 
-def _run(source, plans, calib, staging, output, verify_artifacts, progress) -> Manifest:
+def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress) -> Manifest:
     samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
     reference = reference_outputs(source.run, samples) if verify_artifacts else []
     manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
@@ -176,7 +186,10 @@ def _run(source, plans, calib, staging, output, verify_artifacts, progress) -> M
         try:
             # Converters' own progress bars (NNCF's) go to stderr: stdout is kept for --json.
             with progress.step(f"converting {label}"), contextlib.redirect_stdout(sys.stderr):
-                artifact = _convert_one(source, plan, calib, exports, staging, output)
+                if plan.goal is not None:
+                    artifact = _search_one(source, plan, calib, evaluation, exports, staging, progress)
+                else:
+                    artifact = _convert_one(source, plan, calib, exports, staging, output)
                 if verify_artifacts:
                     _verify_one(artifact, plan, samples, reference)
                 _check_placement(artifact, plan)
@@ -209,6 +222,79 @@ def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Pat
         seconds=time.perf_counter() - started,
         notes=list(converted.notes),
         profile=plan.target.source,
+    )
+    artifact.fingerprint()
+    return artifact
+
+
+def _attach_goals(plans, source, evaluation, flag: bool, max_drop: float | None, min_cosine: float | None):
+    """Give each int8 plan that is searched its goal; load the evaluation data the search needs."""
+    if (max_drop is not None or min_cosine is not None) and not flag:
+        raise InputError("--max-accuracy-drop and --min-cosine set the goal of --accuracy-aware; add --accuracy-aware")
+    searched = []
+    for plan in plans:
+        switch = plan.target.accuracy_aware
+        if not (flag or (switch is not None and switch.enabled)):
+            continue
+        if plan.recipe.precision not in (Precision.INT8_STATIC, Precision.INT8_FULL):
+            continue  # fp32/fp16/dynamic recipes have nothing to search
+        profile_goal = switch or AccuracyAware()
+        drop = max_drop if max_drop is not None else profile_goal.max_accuracy_drop
+        cosine = min_cosine if min_cosine is not None else profile_goal.min_cosine
+        if drop is None and cosine is None:
+            drop = plan.target.budgets.get("max_accuracy_drop")
+        if drop is None and cosine is None:
+            raise InputError(
+                f"target '{plan.target.name}': accuracy-aware quantization needs a goal: pass --max-accuracy-drop "
+                "or --min-cosine, or set [accuracy_aware] max_accuracy_drop in the profile"
+            )
+        plan.goal = AccuracyAware(enabled=True, max_accuracy_drop=drop, min_cosine=cosine)
+        searched.append(plan)
+    if not searched:
+        if flag:
+            raise InputError("--accuracy-aware: no int8-static or int8-full recipe among the targets to search")
+        return None
+    if evaluation is None:
+        first = searched[0]
+        raise DataError(
+            f"target '{first.target.name}' format {first.format.value}: accuracy-aware quantization needs evaluation "
+            "data: pass --evaluation eval.npz (inputs, plus 'labels' for --max-accuracy-drop)"
+        )
+    data = load_dataset(evaluation, source.inputs)
+    if data.labels is None and any(p.goal.max_accuracy_drop is not None for p in searched):
+        raise DataError(f"{data.origin}: max_accuracy_drop needs 'labels' in the evaluation data; or use --min-cosine")
+    return data
+
+
+def _search_one(source, plan: _Plan, calib, evaluation, exports, staging: Path, progress) -> Artifact:
+    """The accuracy-aware search's chosen candidate, as the artifact of this (target, format)."""
+    from edgekit.converters.accuracy_aware import search
+
+    started = time.perf_counter()
+    workdir = staging / ".search" / plan.target.name / plan.format.value
+    result = search(source, plan.target.name, plan.format, plan.recipe, calib, evaluation, plan.goal, exports,
+                    workdir, progress)
+    stem = source.path.stem if source.path else "model"
+    staged = staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(result.path, staged)
+    if plan.format is Format.OPENVINO:
+        os.replace(result.path.with_suffix(".bin"), staged.with_suffix(".bin"))
+    plan.recipe = result.recipe  # verification and the manifest describe what was chosen
+    artifact = Artifact(
+        target=plan.target.name,
+        format=plan.format.value,
+        precision=plan.recipe.precision.value,
+        path=staged,
+        runtime=plan.recipe.runtime.value,
+        device=plan.recipe.device if plan.recipe.runtime.value != "onnxruntime" else ",".join(plan.recipe.providers),
+        inputs=result.converted.inputs,
+        outputs=result.converted.outputs,
+        tools=result.converted.tools,
+        seconds=time.perf_counter() - started,
+        notes=list(result.converted.notes) + list(result.notes),
+        profile=plan.target.source,
+        accuracy_aware=result.to_dict(),
     )
     artifact.fingerprint()
     return artifact
@@ -249,6 +335,25 @@ def _publish(staging: Path, output: Path, manifest: Manifest) -> None:
             os.replace(part, final.parent / part.name)
         artifact.path = final.resolve()
     manifest.write(output / "manifest.json")
+
+
+def _search_line(search: dict | None) -> str:
+    if not search:
+        return ""
+    before, after = search.get("before") or {}, search.get("after") or {}
+    verdict = "met the goal" if search.get("met") else "FOUND NOTHING meeting the goal; kept the best candidate"
+    kept = f", {len(search.get('float_nodes') or [])} node(s) kept in float" if search.get("float_nodes") else ""
+    return (f"accuracy-aware search {verdict} after {len(search.get('trials', []))} trial(s){kept}: "
+            f"accuracy {_pct(before.get('accuracy'))} -> {_pct(after.get('accuracy'))}, "
+            f"cosine {_num(before.get('cosine'))} -> {_num(after.get('cosine'))}")
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.5f}"
 
 
 def _placement_line(compatibility: dict | None) -> str:
@@ -295,9 +400,8 @@ def _outcome_line(label: str, artifact: Artifact) -> str:
         status = "verified" if check.passed else "FAILED verification: " + "; ".join(check.failures)
         verdict = f"{status} (cosine {check.cosine:.5f}, max abs err {check.max_abs_error:.3g}{top1}, {check.samples} samples)"
     notes = "".join(f"\n    note: {n}" for n in artifact.notes)
-    placement = _placement_line(artifact.compatibility)
-    if placement:
-        notes = f"\n    {placement}" + notes
+    extra = [line for line in (_search_line(artifact.accuracy_aware), _placement_line(artifact.compatibility)) if line]
+    notes = "".join(f"\n    {line}" for line in extra) + notes
     return f"{'ok' if artifact.passed else 'FAIL'} {label}: {size} in {artifact.seconds:.1f}s, {verdict}{notes}"
 
 

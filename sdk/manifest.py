@@ -116,6 +116,7 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "seconds": round(artifact.seconds, 3),
         "notes": artifact.notes,
         "compatibility": artifact.compatibility,
+        "accuracy_aware": artifact.accuracy_aware,
     }
 
 
@@ -138,4 +139,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         notes=data.get("notes", []),
         profile=data.get("profile", ""),
         compatibility=data.get("compatibility"),
+        accuracy_aware=data.get("accuracy_aware"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Format(str, Enum):
@@ -111,6 +111,30 @@ class Recipe(_Strict):
     threads: int | None = Field(None, ge=1)
     supported_ops: tuple[str, ...] | None = None  # the accelerator's op list, from its vendor
     tolerance: Tolerance | None = None  # overrides the profile's per-precision tolerance
+    # Nodes kept in float inside a quantized model, in the format's own names: TFLite op output
+    # tensor names, ONNX node names, OpenVINO op names. The accuracy-aware search fills it in.
+    float_nodes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _float_nodes_need_quantized_activations(self) -> Recipe:
+        if self.float_nodes and not self.precision.needs_calibration:
+            raise ValueError(
+                f"float_nodes keeps nodes out of static quantization; precision {self.precision.value} has none "
+                "(use int8-static, int8-full or int16x8, or remove float_nodes)"
+            )
+        return self
+
+
+class AccuracyAware(_Strict):
+    """`[accuracy_aware]`: search for the fastest int8 recipe that keeps accuracy within a goal.
+
+    The search (edgekit.converters.accuracy_aware) tries the recipe, then the other calibration
+    methods, per-channel weights, then keeps the most sensitive layers in float.
+    """
+
+    enabled: bool = False  # run the search for this target's int8 recipes (convert --accuracy-aware)
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)  # vs the source's accuracy; needs labels
+    min_cosine: float | None = Field(None, ge=-1.0, le=1.0)  # output similarity to the source; no labels needed
 
 
 class Hardware(_Strict):
@@ -137,6 +161,7 @@ class Target(_Strict):
     budgets: dict[str, float] = Field(default_factory=dict)
     preprocess: Preprocess | None = None
     hardware: Hardware | None = None
+    accuracy_aware: AccuracyAware | None = None  # absent: no search unless asked for per run
     source: str = ""  # where the profile came from: built-in name or file path
     extends: tuple[str, ...] = ()  # the chain it was resolved from, nearest first
 

@@ -1,0 +1,248 @@
+"""Accuracy-aware int8: on a model that plain int8 breaks, the search meets a tight budget in every format.
+
+The model is a digits CNN in which one channel of the first convolution is scaled up 1000x and
+the next convolution reads it scaled down 1000x: the float function is unchanged, but a per-tensor
+int8 range sized for that one channel rounds the 31 others to zero. No calibration method fixes
+it (the outlier channel is real data, not a rare spike); keeping the two convolutions in float does.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edgekit import iocast
+from edgekit.converters.accuracy_aware import estimate_latency_ms, relative_error, search
+from edgekit.converters.base import ConvertJob
+from edgekit.converters.registry import converter_for
+from edgekit.converters.verify import open_backend
+from edgekit.dataset import Dataset
+from edgekit.errors import ConversionError, DataError, InputError
+from edgekit.targets.loader import load_target
+from edgekit.targets.schema import AccuracyAware, Format, Recipe
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+BUDGET = AccuracyAware(max_accuracy_drop=0.01)
+OUTLIER = 1000.0
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from edgekit.demo import digits_data
+
+    x_train, x_test, y_train, y_test = digits_data()
+    return {
+        "calibration": Dataset({"image": x_train[:200]}, origin="digits train"),
+        "evaluation": Dataset({"image": x_test}, y_test, origin="digits test"),
+        "train": (x_train, y_train),
+    }
+
+
+@pytest.fixture(scope="module")
+def outlier_source(digits, tmp_path_factory):
+    """The trained digits CNN with one 1000x activation channel, saved as .keras and loaded."""
+    import keras
+
+    from edgekit.converters.source import load_source
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="mix")(x)  # mixes channels
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(*digits["train"], epochs=15, batch_size=64, verbose=0)
+    # ReLU commutes with a positive scale: channel 0 becomes 1000x larger, and the next layer
+    # reads it 1000x weaker, so the float model computes exactly what it did before.
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., 0] *= OUTLIER
+    bias[0] *= OUTLIER
+    model.get_layer("conv").set_weights([kernel, bias])
+    kernel, bias = model.get_layer("mix").get_weights()
+    kernel[:, :, 0, :] /= OUTLIER
+    model.get_layer("mix").set_weights([kernel, bias])
+    path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
+    model.save(path)
+    return load_source(path)
+
+
+@pytest.fixture(scope="module")
+def exports(outlier_source, tmp_path_factory):
+    from edgekit.converters.exports import Exports
+
+    return Exports(outlier_source, tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return load_target("cpu")
+
+
+def _search(fmt, outlier_source, digits, exports, cpu, workdir, goal=BUDGET):
+    return search(
+        outlier_source, "cpu", fmt, cpu.formats[fmt], digits["calibration"], digits["evaluation"],
+        goal, exports, workdir,
+    )
+
+
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.value)
+def test_search_meets_a_budget_that_plain_int8_misses(fmt, outlier_source, digits, exports, cpu, tmp_path):
+    result = _search(fmt, outlier_source, digits, exports, cpu, tmp_path)
+
+    plain = result.trials[0]
+    assert plain.changes == {} and plain.error is None
+    assert plain.accuracy_drop > 0.2, "plain int8 should be broken by the outlier channel"
+    assert result.met and result.trials[result.chosen].passed
+    assert result.after["accuracy_drop"] <= BUDGET.max_accuracy_drop
+    assert result.float_nodes, "only keeping layers in float can fix this model"
+    assert result.trials[result.chosen].changes["float_nodes"] == list(result.float_nodes)
+    assert all(t.accuracy is not None and t.latency_ms > 0 for t in result.trials)
+    # Only the chosen artifact is left in the workdir, for the caller to move into place.
+    assert result.path.is_file() and result.converted.outputs[0].name == "output_0"
+    kept = [result.path, result.path.with_suffix(".bin")] if fmt is Format.OPENVINO else [result.path]
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    json.dumps(result.to_dict())
+
+    before, after = result.before, result.after
+    print(
+        f"\n{fmt.value}: source accuracy {result.reference_accuracy:.4f}, fp32 artifact "
+        f"~{_fp32_latency_ms(fmt, outlier_source, digits, exports, tmp_path / 'fp32'):.4f} ms"
+        f"\n  before (cpu profile recipe): accuracy {before['accuracy']:.4f}, cosine {before['cosine']:.4f}, "
+        f"~{before['latency_ms']:.4f} ms"
+        f"\n  after ({result.trials[result.chosen].description}): accuracy {after['accuracy']:.4f}, "
+        f"cosine {after['cosine']:.5f}, ~{after['latency_ms']:.4f} ms"
+        f"\n  {len(result.trials)} trials: {[t.description for t in result.trials]}; float_nodes {list(result.float_nodes)}"
+    )
+
+
+def _fp32_latency_ms(fmt, source, digits, exports, folder) -> float:
+    """The unquantized artifact's latency, measured like the search's candidates, for context."""
+    recipe = load_target("cpu-fp32").formats[fmt]
+    folder.mkdir()
+    output = folder / {"tflite": "m.tflite", "onnx": "m.onnx", "openvino": "m.xml"}[fmt.value]
+    converted = converter_for(fmt)(ConvertJob(source, "cpu-fp32", fmt, recipe, None, exports, output))
+    backend = open_backend(output, recipe, [])
+    try:
+        image = digits["evaluation"].arrays["image"][:1]
+        return estimate_latency_ms(backend, {converted.inputs[0].name: iocast.to_input(converted.inputs[0], image)})
+    finally:
+        backend.close()
+
+
+def test_search_with_a_cosine_goal_needs_no_labels(outlier_source, digits, exports, cpu, tmp_path):
+    """min_cosine judges outputs against the source's; NNCF's accuracy control gets cosine as its metric."""
+    unlabelled = Dataset(digits["evaluation"].arrays, origin="digits test, no labels")
+    goal = AccuracyAware(min_cosine=0.999)
+    result = search(
+        outlier_source, "cpu", Format.OPENVINO, cpu.formats[Format.OPENVINO], digits["calibration"], unlabelled,
+        goal, exports, tmp_path,
+    )
+    assert result.trials[0].cosine < 0.9 and result.met and result.after["cosine"] >= 0.999
+    assert result.reference_accuracy is None and result.after["accuracy"] is None and result.float_nodes
+
+
+def test_when_nothing_meets_the_goal_the_search_says_so_and_keeps_the_best(outlier_source, digits, exports, tmp_path):
+    """The npu profile's TFLite recipe has int8 I/O, where TFLite cannot keep layers in float."""
+    recipe = load_target("npu").formats[Format.TFLITE]
+    result = search(
+        outlier_source, "npu", Format.TFLITE, recipe, digits["calibration"], digits["evaluation"],
+        BUDGET, exports, tmp_path,
+    )
+    assert not result.met and len(result.trials) == 1 and result.chosen == 0
+    assert result.float_nodes == () and result.path.is_file()
+    assert any("float32 inputs and outputs" in note for note in result.notes)
+
+
+def test_the_search_needs_a_goal_labels_and_a_static_int8_recipe(outlier_source, digits, exports, cpu, tmp_path):
+    def run(recipe, evaluation, goal):
+        search(outlier_source, "cpu", Format.ONNX, recipe, digits["calibration"], evaluation, goal, exports, tmp_path)
+
+    unlabelled = Dataset(digits["evaluation"].arrays)
+    with pytest.raises(DataError, match="no labels"):
+        run(cpu.formats[Format.ONNX], unlabelled, BUDGET)
+    with pytest.raises(InputError, match="needs a goal"):
+        run(cpu.formats[Format.ONNX], unlabelled, AccuracyAware())
+    with pytest.raises(InputError, match="static int8"):
+        run(Recipe(precision="fp16", runtime="onnxruntime"), digits["evaluation"], BUDGET)
+
+
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.value)
+def test_an_unknown_float_node_is_an_error_naming_it(fmt, outlier_source, digits, exports, cpu, tmp_path):
+    recipe = cpu.formats[fmt].model_copy(update={"float_nodes": ("no_such_node",)})
+    output = tmp_path / {"tflite": "m.tflite", "onnx": "m.onnx", "openvino": "m.xml"}[fmt.value]
+    job = ConvertJob(outlier_source, "cpu", fmt, recipe, digits["calibration"], exports, output)
+    with pytest.raises(ConversionError, match="no_such_node"):
+        converter_for(fmt)(job)
+
+
+def test_float_nodes_need_a_precision_with_static_quantization():
+    with pytest.raises(ValidationError, match="float_nodes"):
+        Recipe(precision="fp16", runtime="onnxruntime", float_nodes=("conv",))
+    assert Recipe(precision="int8-static", runtime="onnxruntime", float_nodes=("conv",)).float_nodes == ("conv",)
+
+
+def test_a_profile_can_switch_the_search_on(tmp_path):
+    profile = tmp_path / "board.toml"
+    profile.write_text('extends = "cpu"\n[accuracy_aware]\nenabled = true\nmax_accuracy_drop = 0.01\n')
+    target = load_target(profile)
+    assert target.accuracy_aware == AccuracyAware(enabled=True, max_accuracy_drop=0.01)
+    assert load_target("cpu").accuracy_aware is None
+    profile.write_text('extends = "cpu"\n[accuracy_aware]\nenabled = true\nmax_acuracy_drop = 0.01\n')
+    with pytest.raises(InputError, match="did you mean 'max_accuracy_drop'"):
+        load_target(profile)
+
+
+def test_relative_error_sees_crushed_small_values():
+    small = np.full(1000, 0.5)
+    assert relative_error(small, small) == 0.0
+    assert relative_error(small, np.zeros(1000)) == 1.0  # every value rounded away
+    assert relative_error(np.zeros(4), np.ones(4)) == 0.0  # exact zeros are not counted
+    # One large channel beside many small ones: the small ones crushed, the large one kept.
+    values = np.concatenate([np.full(31, 0.5), [700.0]])
+    crushed = np.concatenate([np.zeros(31), [700.0]])
+    assert relative_error(values, crushed) == pytest.approx(31 / 32)
+
+
+@pytest.fixture(scope="module")
+def outlier_files(digits, outlier_source, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("outlier-data")
+    np.savez(folder / "calib.npz", **digits["calibration"].arrays)
+    np.savez(folder / "eval.npz", labels=digits["evaluation"].labels, **digits["evaluation"].arrays)
+    return {"model": outlier_source.path, "calibration": folder / "calib.npz", "evaluation": folder / "eval.npz"}
+
+
+def test_convert_cli_accuracy_aware_end_to_end(cli, outlier_files, tmp_path):
+    args = ["convert", outlier_files["model"], "-t", "cpu", "-f", "tflite", "-c", outlier_files["calibration"]]
+    plain = cli(*args, "-o", tmp_path / "plain")
+    assert plain.code == 1 and "FAILED verification" in plain.stderr  # plain int8 collapses, and says so
+    searched = cli(*args, "-o", tmp_path / "aa", "--accuracy-aware", "--evaluation", outlier_files["evaluation"],
+                   "--max-accuracy-drop", "0.01", "--json")
+    assert searched.code == 0, searched
+    artifact = json.loads(searched.stdout)["artifacts"][0]
+    search = artifact["accuracy_aware"]
+    assert search["met"] and search["float_nodes"] and len(search["trials"]) >= 2
+    assert search["after"]["accuracy"] >= search["before"]["accuracy"] + 0.5
+    assert artifact["verification"]["passed"]
+
+
+def test_convert_cli_accuracy_aware_bad_input(cli, outlier_files, tmp_path):
+    from tests.conftest import one_line_exit_2
+
+    base = ["convert", outlier_files["model"], "-t", "cpu", "-f", "onnx", "-c", outlier_files["calibration"], "-o", tmp_path]
+    one_line_exit_2(cli(*base, "--max-accuracy-drop", "0.01"), "add --accuracy-aware")
+    one_line_exit_2(cli(*base, "--accuracy-aware", "--max-accuracy-drop", "0.01"), "needs evaluation data", "--evaluation")
+    fp32 = ["convert", outlier_files["model"], "-t", "cpu-fp32", "-f", "onnx", "-o", tmp_path]
+    one_line_exit_2(cli(*fp32, "--accuracy-aware", "--evaluation", outlier_files["evaluation"]), "no int8-static or int8-full recipe")
