@@ -23,7 +23,15 @@ from edgekit._deps import require
 from edgekit.benchmarks.base import ArtifactLoadError
 from edgekit.benchmarks.tflite_backend import check_tflite_file
 from edgekit.errors import InputError, MissingDependency, did_you_mean
-from edgekit.targets.schema import DeviceClass, Format, Precision, QuantDtype, Recipe, Runtime, Target
+from edgekit.targets.schema import (
+    DeviceClass,
+    Format,
+    Precision,
+    QuantDtype,
+    Recipe,
+    Runtime,
+    Target,
+)
 
 if TYPE_CHECKING:
     from edgekit.manifest import Manifest
@@ -153,6 +161,37 @@ def check_manifest(
             continue
         results[key] = check_artifact(artifact.path, artifact.format, recipe, target.device_class.value)
     return results
+
+
+def check_path(path: Path, target: str | Path | None = None) -> dict[str, Compatibility]:
+    """`edgekit check PATH`: a manifest, an output directory, or one artifact file (which needs `target`).
+
+    Results are keyed by `target/format` for manifests and by file name for a bare artifact.
+    """
+    from edgekit.manifest import Manifest
+    from edgekit.targets.loader import load_target
+
+    path = Path(path)
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    if manifest_path.suffix == ".json":
+        manifest = Manifest.read(manifest_path)
+        profiles = {}
+        if target is not None:
+            profile = load_target(target)
+            profiles = {a.target: profile for a in manifest.artifacts}
+        return {f"{t}/{f}": c for (t, f), c in check_manifest(manifest, profiles).items()}
+    fmt = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: not an artifact (accepted: .tflite, .onnx, .xml, manifest.json, an output directory)")
+    if not path.exists():
+        raise InputError(f"not found: {path}")
+    if target is None:
+        raise InputError(f"{path}: a bare artifact needs -t TARGET to know which accelerator to check against")
+    profile = load_target(target)
+    recipe = profile.formats.get(Format(fmt))
+    if recipe is None or not recipe.enabled:
+        raise InputError(f"target '{profile.name}' defines no {fmt} recipe")
+    return {path.name: check_artifact(path, fmt, recipe, profile.device_class.value)}
 
 
 # --- per runtime -------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from edgekit.errors import EXIT_FAILED, EXIT_INTERNAL, EdgekitError, InputError
 
 app = typer.Typer(
@@ -171,9 +170,8 @@ def build(
         print(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
         if result.report is not None:
-            from rich.console import Console
-
             from edgekit import reports
+            from rich.console import Console
 
             reports.console_table(result.report, Console(stderr=True))
         built = ", ".join(result.built) or "nothing"
@@ -255,34 +253,11 @@ def check(
 ) -> None:
     """Pre-flight: which ops each artifact's target accelerator runs, and which fall back to the CPU and why."""
     from edgekit.benchmarks.budgets import make_budget
-    from edgekit.converters.compat import check_artifact, check_manifest
-    from edgekit.targets.loader import load_target
-    from edgekit.targets.schema import Format
+    from edgekit.converters.compat import check_path
 
     if min_accelerated_ops is not None:
         make_budget("min_accelerated_ops", min_accelerated_ops, "--min-accelerated-ops")
-    manifest_path = path / "manifest.json" if path.is_dir() else path
-    if manifest_path.suffix == ".json":
-        from edgekit.manifest import Manifest
-
-        profiles = {}
-        if target is not None:
-            profile = load_target(target)
-            profiles = {a.target: profile for a in Manifest.read(manifest_path).artifacts}
-        results = {f"{t}/{f}": c for (t, f), c in check_manifest(Manifest.read(manifest_path), profiles).items()}
-    else:
-        if target is None:
-            raise InputError(f"{path}: a bare artifact needs -t TARGET to know which accelerator to check against")
-        fmt = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix.lower())
-        if fmt is None:
-            raise InputError(f"{path}: not an artifact (accepted: .tflite, .onnx, .xml, manifest.json, an output directory)")
-        if not path.exists():
-            raise InputError(f"not found: {path}")
-        profile = load_target(target)
-        recipe = profile.formats.get(Format(fmt))
-        if recipe is None:
-            raise InputError(f"target '{profile.name}' defines no {fmt} recipe")
-        results = {path.name: check_artifact(path, fmt, recipe, profile.device_class.value)}
+    results = check_path(path, target)
     if as_json:
         print(json.dumps({name: c.to_dict() for name, c in results.items()}, indent=2))
     else:
@@ -315,9 +290,8 @@ def doctor(
 def _parse_preprocess(items: list[str] | None):
     if not items:
         return None
-    from pydantic import ValidationError
-
     from edgekit.targets.schema import Preprocess
+    from pydantic import ValidationError
 
     values: dict[str, object] = {}
     for item in items:

@@ -209,19 +209,26 @@ def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Pat
     job = ConvertJob(source, plan.target.name, plan.format, plan.recipe, calib, exports, staged)
     started = time.perf_counter()
     converted = converter_for(plan.format)(job)
+    return _artifact(plan, staged, converted, time.perf_counter() - started)
+
+
+def _artifact(plan: _Plan, path: Path, converted, seconds: float, **extra: Any) -> Artifact:
+    """The Artifact for a file a converter (or the accuracy-aware search) wrote for `plan`."""
+    recipe = plan.recipe
     artifact = Artifact(
         target=plan.target.name,
         format=plan.format.value,
-        precision=plan.recipe.precision.value,
-        path=staged,
-        runtime=plan.recipe.runtime.value,
-        device=plan.recipe.device if plan.recipe.runtime.value != "onnxruntime" else ",".join(plan.recipe.providers),
+        precision=recipe.precision.value,
+        path=path,
+        runtime=recipe.runtime.value,
+        device=recipe.device if recipe.runtime.value != "onnxruntime" else ",".join(recipe.providers),
         inputs=converted.inputs,
         outputs=converted.outputs,
         tools=converted.tools,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         notes=list(converted.notes),
         profile=plan.target.source,
+        **extra,
     )
     artifact.fingerprint()
     return artifact
@@ -281,22 +288,8 @@ def _search_one(source, plan: _Plan, calib, evaluation, exports, staging: Path, 
     if plan.format is Format.OPENVINO:
         os.replace(result.path.with_suffix(".bin"), staged.with_suffix(".bin"))
     plan.recipe = result.recipe  # verification and the manifest describe what was chosen
-    artifact = Artifact(
-        target=plan.target.name,
-        format=plan.format.value,
-        precision=plan.recipe.precision.value,
-        path=staged,
-        runtime=plan.recipe.runtime.value,
-        device=plan.recipe.device if plan.recipe.runtime.value != "onnxruntime" else ",".join(plan.recipe.providers),
-        inputs=result.converted.inputs,
-        outputs=result.converted.outputs,
-        tools=result.converted.tools,
-        seconds=time.perf_counter() - started,
-        notes=list(result.converted.notes) + list(result.notes),
-        profile=plan.target.source,
-        accuracy_aware=result.to_dict(),
-    )
-    artifact.fingerprint()
+    artifact = _artifact(plan, staged, result.converted, time.perf_counter() - started, accuracy_aware=result.to_dict())
+    artifact.notes += result.notes
     return artifact
 
 
