@@ -101,8 +101,6 @@ def benchmark(
         for index, item in enumerate(items):
             progress.info(f"benchmarking {item.name} ...")
             measurement = _measure(item, settings, data_file, source_inputs, Path(scratch) / str(index))
-            if reference_note:
-                measurement.notes.append(reference_note)
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
             _score(measurement, Path(scratch) / str(index) / "outputs.npz", dataset, reference_outputs, reference_metrics)

@@ -76,6 +76,9 @@ def convert(job: ConvertJob) -> Converted:
     notes: list[str] = []
     quantization: dict[str, Quantization] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as scratch:
+        if recipe.static_batch is not None:  # the shared fp32 export stays as it is; this copy is the recipe's
+            fp32 = _fixed_batch(fp32, recipe.static_batch, Path(scratch) / "fixed.onnx")
+            tools["onnxruntime"] = version_of("onnxruntime") or ""
         if recipe.precision is Precision.FP32:
             model = onnx.load(str(fp32))  # also pulls in external data, so the artifact is one file
         elif recipe.precision is Precision.FP16:
@@ -161,6 +164,39 @@ def _rename_graph(graph: Any, rename: Callable[[str, str], str]) -> None:
                 dim.dim_param = rename(dim.dim_param, "dim")
     graph.initializer.sort(key=lambda tensor: tensor.name)
     graph.value_info.sort(key=lambda value: value.name)
+
+
+def _fixed_batch(fp32: Path, batch: int, dest: Path) -> Path:
+    """A copy of the fp32 model at `dest` whose inputs have batch size `batch` (NPUs compile static
+    shapes), with onnxruntime's make_dim_param_fixed and fix_output_shapes; shapes inferred again."""
+    onnx = require("onnx")
+    utils = require("onnxruntime.tools.onnx_model_utils")
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    weights = {i.name for i in graph.initializer}
+    for value in graph.input:
+        if value.name in weights:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if not dims:
+            raise ConversionError(f"input '{value.name}' has no batch dimension to fix at {batch}")
+        first = dims[0]
+        if first.HasField("dim_param"):
+            utils.make_dim_param_fixed(graph, first.dim_param, batch)
+        elif not first.HasField("dim_value"):
+            first.dim_value = batch
+        elif first.dim_value != batch:
+            raise ConversionError(
+                f"input '{value.name}' has a fixed batch of {first.dim_value}; static_batch {batch} cannot change it"
+            )
+    del graph.value_info[:]  # tf2onnx's intermediate shapes still say dynamic; inference redoes them
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+        utils.fix_output_shapes(model)
+    except Exception as exc:
+        raise ConversionError(f"ONNX shape inference failed with batch {batch}: {_first_line(exc)}") from None
+    onnx.save(model, str(dest))
+    return dest
 
 
 # --- fp16 --------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Keras and SavedModel sources convert from the SavedModel export, ONNX and TFLite
 sources from their own file; OpenVINO keeps the source's layout, input names and
-dynamic batch. Integer inputs/outputs (int8-full) are added with PrePostProcessor,
+dynamic batch, unless the recipe sets static_batch (model.reshape fixes it).
+Integer inputs/outputs (int8-full) are added with PrePostProcessor,
 so the IR itself does real = (q - zero_point) * scale on the way in and the
 inverse on the way out, with the numbers returned in the TensorSpecs.
 """
@@ -43,6 +44,8 @@ def convert(job: ConvertJob) -> Converted:
     model = _read_source(ov, job)
     inputs = _match_ports(job.source.inputs, model.inputs, "input", notes)
     outputs = _match_ports(job.source.outputs, model.outputs, "output", notes)
+    if recipe.static_batch is not None:
+        _fix_batch(ov, model, recipe.static_batch)
     # Calibration samples, batch 1, as lists in the model's own input order.
     samples = _samples(job.calibration, job, inputs, model) if precision.needs_calibration else []
 
@@ -124,6 +127,26 @@ def _read_source(ov: Any, job: ConvertJob) -> Any:
         name = job.source.path.name if job.source.path else job.source.label
         model.set_rt_info(name, ["conversion_parameters", "input_model"])
     return model
+
+
+def _fix_batch(ov: Any, model: Any, batch: int) -> None:
+    """Give every input the batch size `batch` (NPUs compile static shapes) with model.reshape."""
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        name = port.get_any_name()
+        if shape.rank.is_dynamic or shape.rank.get_length() == 0:
+            raise ConversionError(f"input '{name}' has no batch dimension to fix at {batch} (shape {shape})")
+        first = shape[0]
+        if first.is_static and first.get_length() != batch:
+            raise ConversionError(
+                f"input '{name}' has a fixed batch of {first.get_length()}; static_batch {batch} cannot change it"
+            )
+        shapes[name] = ov.PartialShape([ov.Dimension(batch), *list(shape)[1:]])
+    try:
+        model.reshape(shapes)
+    except Exception as exc:
+        raise ConversionError(f"OpenVINO could not reshape the model to batch {batch}: {_reason(exc)}") from None
 
 
 def _match_ports(specs: list[TensorSpec], ports: list[Any], kind: str, notes: list[str]) -> list[str]:
@@ -266,6 +289,8 @@ def accuracy_control(
     model = _read_source(ov, job)
     inputs = _match_ports(job.source.inputs, model.inputs, "input", notes)
     outputs = _match_ports(job.source.outputs, model.outputs, "output", notes)
+    if job.recipe.static_batch is not None:
+        _fix_batch(ov, model, job.recipe.static_batch)
     calibration = _samples(job.calibration, job, inputs, model)
     validation = list(enumerate(_samples(evaluation, job, inputs, model)))
 

@@ -2,7 +2,9 @@
 
 Conversion goes through the SavedModel (`job.exports.saved_model()`): its
 serving_default signature keeps the source's input and output names in the .tflite
-file, and converting the same SavedModel twice gives byte-identical files.
+file, and converting the same SavedModel twice gives byte-identical files. With
+static_batch the signature is traced at that batch size and converted as a
+concrete function, under the same names.
 """
 from __future__ import annotations
 
@@ -34,12 +36,17 @@ def convert(job: ConvertJob) -> Converted:
     recipe = job.recipe
     _check_io_dtypes(recipe)
     if job.source.format == "tflite":
+        if recipe.static_batch is not None:
+            raise ConversionError(
+                f"static_batch {recipe.static_batch}: a .tflite source is copied unchanged and cannot be re-batched; "
+                "convert from the Keras, SavedModel or ONNX model instead, or remove static_batch"
+            )
         shutil.copyfile(job.source.path, job.output)  # registry allows fp32 passthrough only
         tools: dict[str, str] = {}
         notes = ["The .tflite source was copied unchanged (fp32 passthrough)."]
     else:
         tf = require("tensorflow")
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(job.exports.saved_model()))
+        converter = _converter(tf, job)
         notes = _configure(tf, converter, job)
         float_nodes = _float_nodes(recipe)
         try:
@@ -68,6 +75,40 @@ def convert(job: ConvertJob) -> Converted:
                 "become 0, so verify on logits or a task metric rather than on these values."
             )
     return Converted(inputs, outputs, tools=tools, notes=notes)
+
+
+def _converter(tf: Any, job: ConvertJob) -> Any:
+    """A TFLiteConverter for the source's SavedModel; with static_batch, for its serving signature
+    traced at that batch size (NPUs compile static shapes). Both keep the signature's names."""
+    saved_model = str(job.exports.saved_model())
+    batch = job.recipe.static_batch
+    if batch is None:
+        return tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    loaded = tf.saved_model.load(saved_model)  # the converter keeps it alive as the trackable
+    if "serving_default" not in loaded.signatures:
+        raise ConversionError(f"{job.source.label} has no serving_default signature to fix the batch of")
+    signature = loaded.signatures["serving_default"]
+    _, kwargs = signature.structured_input_signature
+    names = sorted(kwargs)  # the order load_source gives a SavedModel's inputs
+    specs = []
+    for name in names:
+        shape = kwargs[name].shape
+        if shape.rank is None or shape.rank == 0:
+            raise ConversionError(f"input '{name}' has no batch dimension to fix at {batch}")
+        if shape[0] is not None and shape[0] != batch:
+            raise ConversionError(
+                f"input '{name}' has a fixed batch of {shape[0]}; static_batch {batch} cannot change it"
+            )
+        specs.append(tf.TensorSpec([batch, *shape[1:]], kwargs[name].dtype, name=name))
+    # A signature takes keywords only; input_signature needs positions. The function returns the
+    # signature's dict, so the .tflite signature keeps the output names (output_0, ...).
+    function = tf.function(lambda *args: signature(**dict(zip(names, args))), input_signature=specs)
+    try:
+        concrete = function.get_concrete_function()
+    except Exception as exc:  # TF raises ValueError, InvalidArgumentError... for a graph it cannot trace
+        reason = _reason(exc)
+        raise ConversionError(f"TensorFlow could not trace {job.source.label} at batch {batch}: {reason}") from None
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
 
 
 def _configure(tf: Any, converter: Any, job: ConvertJob) -> list[str]:
@@ -170,7 +211,7 @@ def layer_errors(job: ConvertJob, error: Callable[[np.ndarray, np.ndarray], floa
     and its consumers run in float: a float op's output is otherwise quantized again for the next op.
     """
     tf = require("tensorflow")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(job.exports.saved_model()))
+    converter = _converter(tf, job)
     _configure(tf, converter, job)
 
     def compare(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:

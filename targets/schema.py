@@ -114,6 +114,10 @@ class Recipe(_Strict):
     # Nodes kept in float inside a quantized model, in the format's own names: TFLite op output
     # tensor names, ONNX node names, OpenVINO op names. The accuracy-aware search fills it in.
     float_nodes: tuple[str, ...] = ()
+    # NPUs compile static shapes only: when set, the artifact's inputs get this fixed batch size
+    # instead of the source's dynamic one. Only 1 for now: verification, calibration and the
+    # layer-error tools feed one sample per call.
+    static_batch: int | None = Field(None, ge=1, le=1)
 
     @model_validator(mode="after")
     def _float_nodes_need_quantized_activations(self) -> Recipe:

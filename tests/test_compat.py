@@ -11,7 +11,6 @@ from edgekit.benchmarks.measurement import Measurement
 from edgekit.converters import compat
 from edgekit.converters.compat import (
     CPU_METHOD,
-    DYNAMIC_SHAPE,
     FLOAT_OP,
     NOT_SUPPORTED,
     check_artifact,
@@ -125,17 +124,14 @@ def test_digits_int8_against_npu_and_edgetpu(digits_dist):
     path = artifact(digits_dist, "npu", "tflite").path
     npu = check_artifact(path, "tflite", recipe("npu", "tflite"), "npu")
     assert npu.method == "int8 and static-shape rules"
-    reasons = {f.op: f.reason for f in npu.fallbacks}
-    assert FLOAT_OP not in reasons.values()  # every activation tensor is int8
-    # Flatten's shape arithmetic is int32; the rest is int8 but has a dynamic batch dimension.
-    int32 = {op for op, why in reasons.items() if why == "unsupported dtype int32"}
-    assert int32 == {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"}
-    assert {op for op, why in reasons.items() if why == DYNAMIC_SHAPE} == {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"}
-    assert npu.fraction == 0.0 and any("static shapes" in note for note in npu.notes)
+    # npu's static_batch = 1: every tensor is int8 and static, and Flatten is one RESHAPE with a
+    # constant shape (a dynamic batch gave it int32 SHAPE/STRIDED_SLICE/PACK arithmetic).
+    assert npu.fallbacks == [] and npu.fraction == 1.0
+    assert not any("static shapes" in note for note in npu.notes)
 
     coral = check_artifact(path, "tflite", recipe("coral-edgetpu", "tflite"), "npu")
     assert coral.method == "profile list"
-    assert {f.op for f in coral.fallbacks if f.reason == NOT_SUPPORTED} == {"SHAPE"}  # the rest is on Coral's list
+    assert coral.fallbacks == [] and coral.fraction == 1.0  # every op is on Coral's list
 
 
 def test_float_artifacts_against_npu_are_float_ops(digits_dist):
@@ -162,10 +158,9 @@ def test_onnx_provider_not_present_uses_the_profile_list(digits_dist):
     path = artifact(digits_dist, "npu", "onnx").path
     result = check_artifact(path, "onnx", recipe("qualcomm-hexagon", "onnx"), "npu")
     assert result.accelerator == "ONNX Runtime QNNExecutionProvider" and result.method == "profile list"
-    assert result.notes == ["provider not present: checked against the profile's op list",
-                            "NPUs compile static shapes: fix the dynamic dimensions (often the batch) at conversion"]
-    assert {f.op for f in result.fallbacks if f.reason == NOT_SUPPORTED} == {"Shape"}
-    assert {f.op for f in result.fallbacks if f.reason == FLOAT_OP} == set()  # QDQ all the way
+    # static_batch = 1: no dynamic dimensions, so no Shape op (not on QNN's list) and no static-shape note.
+    assert result.notes == ["provider not present: checked against the profile's op list"]
+    assert result.fallbacks == [] and result.fraction == 1.0  # QDQ all the way
 
 
 def test_onnx_provider_claims_where_the_provider_exists(digits_dist):
