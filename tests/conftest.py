@@ -79,9 +79,8 @@ class CliResult:
 @pytest.fixture(scope="session")
 def cli():
     """Run `edgekit ARGS...` in-process, as a user would, capturing exit code and streams."""
-    from typer.testing import CliRunner
-
     from edgekit.cli import app
+    from typer.testing import CliRunner
 
     def run(*args: str) -> CliResult:
         result = CliRunner().invoke(app, [str(a) for a in args])
@@ -98,3 +97,18 @@ def one_line_exit_2(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], result
     assert "Traceback" not in result.stderr
+
+
+def interrupt_after_first_artifact(command: list[str]) -> None:
+    """Run an edgekit command, Ctrl-C it once the first artifact is done, expect a clean exit 130."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stderr:  # wait until conversions are under way
+        if line.startswith("ok "):
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "interrupted" in rest and "Traceback" not in rest

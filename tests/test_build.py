@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import one_line_exit_2
+from tests.conftest import interrupt_after_first_artifact, one_line_exit_2
 
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
 PIXEL_NPU = 'extends = "npu"\ndescription = "A phone NPU: TFLite only."\n[formats.onnx]\nenabled = false\n[formats.openvino]\nenabled = false\n'
@@ -319,15 +317,7 @@ def test_interrupted_build_leaves_previous_dist_valid(base_project):
     config.write_text(BASE + "[targets.cpu]\nformats = ['tflite', 'onnx']\n")
     dist = base_project / "dist"
     before = snapshot(dist)
-    process = subprocess.Popen([EDGEKIT, "build", "-c", str(config), "--force", "--no-bench"], stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    for line in process.stderr:  # interrupt once conversions are under way
-        if line.startswith("ok "):
-            break
-    process.send_signal(signal.SIGINT)
-    rest = process.stderr.read()
-    assert process.wait(timeout=120) == 130, rest
-    assert "interrupted" in rest and "Traceback" not in rest
+    interrupt_after_first_artifact([EDGEKIT, "build", "-c", str(config), "--force", "--no-bench"])
     assert snapshot(dist) == before
     manifest = json.loads((dist / "manifest.json").read_text())
     from edgekit.artifact import sha256_of

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import one_line_exit_2
+from tests.conftest import interrupt_after_first_artifact, one_line_exit_2
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +133,7 @@ def test_interrupted_run_keeps_previous_manifest(tmp_path, tiny_keras_path, cali
     first = subprocess.run([*command, "-t", "cpu-fp32", "-f", "onnx", "-q"], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     before = json.loads((out / "manifest.json").read_text())
-    process = subprocess.Popen([*command, "-t", "cpu", "-t", "gpu", "-t", "npu"], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    for line in process.stderr:  # wait until conversions are under way
-        if line.startswith("ok "):
-            break
-    process.send_signal(signal.SIGINT)
-    rest = process.stderr.read()
-    assert process.wait(timeout=120) == 130, rest
-    assert "interrupted" in rest and "Traceback" not in rest
+    interrupt_after_first_artifact([*command, "-t", "cpu", "-t", "gpu", "-t", "npu"])
     assert json.loads((out / "manifest.json").read_text()) == before
     assert not list(out.glob(".edgekit-staging-*")), "staging directory left behind"
     assert not (out / "cpu").exists()
