@@ -13,6 +13,9 @@ BACKENDS = {
     "openvino": "edgekit.benchmarks.openvino_backend:OpenVINOBackend",
 }
 
+# An artifact file's format, by suffix.
+SUFFIX_FORMAT = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}
+
 # Which backend runs a file by default, by format.
 FORMAT_RUNTIME = {"tflite": "tflite", "onnx": "onnxruntime", "openvino": "openvino"}
 

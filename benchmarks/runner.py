@@ -17,13 +17,12 @@ from edgekit.artifact import Artifact, TensorSpec
 from edgekit.benchmarks import budgets as budget_rules
 from edgekit.benchmarks.measurement import LatencyStats, Measurement, Report, Result
 from edgekit.benchmarks.metrics import fidelity, task_metrics
-from edgekit.benchmarks.registry import BACKENDS, FORMAT_RUNTIME
+from edgekit.benchmarks.registry import BACKENDS, FORMAT_RUNTIME, SUFFIX_FORMAT
 from edgekit.console import SILENT, Progress
 from edgekit.dataset import Dataset
 from edgekit.errors import EdgekitError, InputError, did_you_mean
 from edgekit.manifest import Manifest, _created, edgekit_version
 
-SUFFIX_FORMAT = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}
 
 
 @dataclass

@@ -168,13 +168,18 @@ def _delegate_library(device: str) -> str:
     return library
 
 
-def _load_delegate(load_delegate: Any, device: str, library: str) -> Any:
-    # LiteRT's Delegate prints an ignored-exception traceback when the library is absent,
-    # so probe it with the dynamic loader first.
+def delegate_loadable(library: str) -> bool:
+    """Whether the dynamic loader finds a delegate library (LiteRT itself prints a traceback when not)."""
     try:
         ctypes.CDLL(library)
+        return True
     except OSError:
-        raise DeviceUnavailable(device, ["CPU"]) from None
+        return False
+
+
+def _load_delegate(load_delegate: Any, device: str, library: str) -> Any:
+    if not delegate_loadable(library):
+        raise DeviceUnavailable(device, ["CPU"])
     try:
         return load_delegate(library)
     except (ValueError, RuntimeError, OSError):

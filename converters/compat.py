@@ -180,7 +180,9 @@ def check_path(path: Path, target: str | Path | None = None) -> dict[str, Compat
             profile = load_target(target)
             profiles = {a.target: profile for a in manifest.artifacts}
         return {f"{t}/{f}": c for (t, f), c in check_manifest(manifest, profiles).items()}
-    fmt = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix.lower())
+    from edgekit.benchmarks.registry import SUFFIX_FORMAT
+
+    fmt = SUFFIX_FORMAT.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: not an artifact (accepted: .tflite, .onnx, .xml, manifest.json, an output directory)")
     if not path.exists():

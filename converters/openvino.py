@@ -22,11 +22,10 @@ from edgekit.artifact import Quantization, TensorSpec
 from edgekit.converters.base import ConvertJob, Converted
 from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError
-from edgekit.iocast import quantization_from_range
+from edgekit.iocast import INT_RANGES, quantization_from_range
 from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
 
 _INT_IO = (IODtype.INT8, IODtype.UINT8)
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 # Ops that move or relabel values without changing them: an input's FakeQuantize may sit
 # behind them, and a Softmax may sit before an output through them.
 _PASSTHROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Convert", "FakeQuantize"}
@@ -406,7 +405,7 @@ def _integer_io(
 
     if recipe.output_dtype in _INT_IO:
         dtype = recipe.output_dtype.value
-        low, high = _INT_RANGES[dtype]
+        low, high = INT_RANGES[dtype]
         for name in outputs:
             if _after_softmax(ports[name]):
                 notes.append(
@@ -451,7 +450,7 @@ def _quantization_from_fq(port: Any, dtype: str) -> Quantization | None:
     if np.ptp(low_values) or np.ptp(high_values):  # per-channel: no single scale
         return None
     in_low, in_high = float(low_values.flat[0]), float(high_values.flat[0])
-    qmin, qmax = _INT_RANGES[dtype]
+    qmin, qmax = INT_RANGES[dtype]
     scale = (in_high - in_low) / (int(node.get_levels()) - 1)
     steps = -in_low / scale
     zero_point = qmin + round(steps)

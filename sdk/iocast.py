@@ -9,13 +9,13 @@ import numpy as np
 
 from edgekit.artifact import Quantization, TensorSpec
 
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
 def to_input(spec: TensorSpec, data: np.ndarray) -> np.ndarray:
     """Float data -> what the artifact's input expects (quantized when it is integer)."""
-    if spec.quantization is not None and spec.dtype in _INT_RANGES:
-        low, high = _INT_RANGES[spec.dtype]
+    if spec.quantization is not None and spec.dtype in INT_RANGES:
+        low, high = INT_RANGES[spec.dtype]
         q = np.round(data.astype(np.float32) / spec.quantization.scale) + spec.quantization.zero_point
         return np.clip(q, low, high).astype(spec.dtype)
     return data.astype(spec.dtype, copy=False)
@@ -31,7 +31,7 @@ def from_output(spec: TensorSpec, data: np.ndarray) -> np.ndarray:
 
 def quantization_from_range(low: float, high: float, dtype: str = "int8") -> Quantization:
     """Asymmetric scale/zero point covering [low, high] (always including 0)."""
-    qmin, qmax = _INT_RANGES[dtype]
+    qmin, qmax = INT_RANGES[dtype]
     low, high = min(float(low), 0.0), max(float(high), 0.0)
     scale = (high - low) / (qmax - qmin) or 1.0
     zero_point = int(np.clip(round(qmin - low / scale), qmin, qmax))

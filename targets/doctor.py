@@ -7,7 +7,6 @@ be checked on the CPU, but its latency is not measured on this host).
 """
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 from edgekit._deps import require, version_of
@@ -20,18 +19,13 @@ def runtimes() -> dict[str, dict[str, Any]]:
 
 
 def _litert() -> dict[str, Any]:
-    from edgekit.benchmarks.tflite_backend import DELEGATES
+    from edgekit.benchmarks.tflite_backend import DELEGATES, delegate_loadable
 
     package = next((p for p in ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu") if version_of(p)), None)
     if package is None:
         return {"installed": False, "install": "pip install 'edgekit[tflite]'"}
-    devices = ["CPU"]  # XNNPACK is built into every interpreter
-    for device, library in DELEGATES.items():
-        try:
-            ctypes.CDLL(library)
-            devices.append(device)
-        except OSError:
-            continue
+    # XNNPACK is built into every interpreter; delegates are there when their library loads.
+    devices = ["CPU"] + [device for device, library in DELEGATES.items() if delegate_loadable(library)]
     return {"installed": True, "package": f"{package} {version_of(package)}", "devices": devices,
             "probed": {d: lib for d, lib in DELEGATES.items()}}
 
