@@ -24,6 +24,9 @@ _EXTRAS = {
     "openvino": "openvino",
     "nncf": "openvino",
     "ai_edge_litert": "tflite",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
 }
 
 

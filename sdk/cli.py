@@ -159,6 +159,7 @@ def build(
     rebench: Annotated[bool, typer.Option("--rebench", help="Measure again instead of reusing cached measurements.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was built and decided as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table; failures still go to stderr.")] = False,
+    publish: Annotated[Optional[Path], typer.Option("--publish", help="After a passing build, add its verified artifacts to model store STORE as the next version (see `edgekit serve`).")] = None,
 ) -> None:
     """Convert, benchmark and gate the model as edgekit.toml says, redoing only what changed."""
     from edgekit.building import build as run_build
@@ -178,7 +179,12 @@ def build(
         print(f"built {built}; manifest {result.manifest.path} ({result.seconds:.1f}s)", file=sys.stderr)
     if not result.passed:
         failures = result.failures()
-        raise _fail(f"build failed: {len(failures)} problem(s): {'; '.join(failures)}", EXIT_FAILED)
+        unpublished = f"; not published to {publish}" if publish is not None else ""
+        raise _fail(f"build failed: {len(failures)} problem(s): {'; '.join(failures)}{unpublished}", EXIT_FAILED)
+    if publish is not None:
+        from edgekit.serving.command import publish_build
+
+        publish_build(result.manifest, publish)
 
 
 @app.command()
@@ -285,6 +291,11 @@ def doctor(
     from edgekit.display import show_doctor
 
     show_doctor(facts)
+
+
+from edgekit.serving.command import serve as _serve  # noqa: E402  (typer only; the server loads inside)
+
+app.command("serve")(handles_errors(_serve))
 
 
 def _parse_preprocess(items: list[str] | None):
