@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def serve(path: Path, settings: ServeSettings, listen: Listen, policy: VersionPo
 
     _setup_logging(verbose)
     sources = discover(path)
+    _check_choice(sources, settings)
     if settings.workers < 1:
         raise InputError(f"--workers must be at least 1, got {settings.workers}")
     if settings.batch_max < 1:
@@ -76,7 +78,30 @@ def serve(path: Path, settings: ServeSettings, listen: Listen, policy: VersionPo
               lifespan=lifespan)
     config = uvicorn.Config(api.app, log_level="info" if verbose else "warning", access_log=verbose,
                             lifespan="on", timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[api_socket, admin_socket])
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the previous
+    # handler; for a server, being stopped is the normal end, so that handler only notes it.
+    stopped = []
+    previous = {sig: signal.signal(sig, lambda number, frame: stopped.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.Server(config).run(sockets=[api_socket, admin_socket])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("edgekit serve: stopped", file=sys.stderr)
+
+
+def _check_choice(sources, settings: ServeSettings) -> None:
+    """--target and --format must name an artifact of each model's newest version: a typo is exit 2, not a failed load."""
+    from edgekit.manifest import Manifest
+    from edgekit.serving.version import choose_artifact
+
+    for source in sources:
+        versions = source.versions()
+        manifest = Manifest.read(versions[max(versions)] / "manifest.json")
+        try:
+            choose_artifact(manifest, settings.target, settings.format)
+        except InputError as exc:
+            raise InputError(f"model '{source.name}' version {max(versions)}: {exc}") from None
 
 
 async def _poll(manager: ModelManager, every: float) -> None:
