@@ -130,12 +130,19 @@ class ModelManager:
             await asyncio.gather(*(self._load(model, v, on_disk[v]) for v in to_load))
             if all(model.records[v].state == AVAILABLE for v in to_load):
                 break  # else: a failed version is out of the candidates; ask the policy again
-        new_default = max(wanted, default=None)
+        keep = {v for v in wanted if model.records[v].state == AVAILABLE}
+        current = model.records.get(model.default) if model.default is not None else None
+        if not keep and current is not None and current.state == AVAILABLE:
+            # Availability first, as TF Serving does: nothing the policy allows could load, so the
+            # version serving now goes on serving rather than leaving the model with none.
+            log.warning("%s: keeping version %s: no version the policy allows is loadable", model.name, model.default)
+            keep = {model.default}
+        new_default = max(keep, default=None)
         if new_default != model.default:
             log.info("%s: traffic moves from version %s to %s", model.name, model.default, new_default)
         model.default = new_default
         for version, record in list(model.records.items()):
-            if record.state == AVAILABLE and version not in wanted:
+            if record.state == AVAILABLE and version not in keep:
                 self._unload(model, record)
 
     async def _load(self, model: ServedModel, version: int, folder: Path) -> None:
