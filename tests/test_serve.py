@@ -224,8 +224,8 @@ def test_version_policy():
 class Load:
     """Client threads posting predictions (both protocols) until stopped; every answer is kept."""
 
-    def __init__(self, url: str, images: np.ndarray, threads: int = 3):
-        self.url, self.images = url, images
+    def __init__(self, url: str, images: np.ndarray, expected: np.ndarray, threads: int = 3):
+        self.url, self.images, self.expected = url, images, expected  # expected: the backend's outputs, one per image
         self.stop_event = threading.Event()
         self.failures: list[str] = []
         self.versions: list[str] = []
@@ -238,16 +238,21 @@ class Load:
             n = 0
             while not self.stop_event.is_set():
                 n += 1
-                image = self.images[(index + n) % len(self.images)][None]
+                which = (index + n) % len(self.images)
+                image = self.images[which][None]
                 try:
                     if n % 2:
                         r = client.post("/v2/models/digits/infer", json=v2_request(image))
                         version = r.json().get("model_version")
+                        answer = r.json()["outputs"][0]["data"] if r.status_code == 200 else None
                     else:
                         r = client.post("/v1/models/digits:predict", json={"instances": image.tolist()})
                         version = "?"
+                        answer = r.json()["predictions"][0] if r.status_code == 200 else None
                     if r.status_code != 200:
                         self.failures.append(f"{r.status_code} {r.text[:200]}")
+                    elif np.argmax(answer) != np.argmax(self.expected[which]):  # batched with others or not
+                        self.failures.append(f"image {which}: class {np.argmax(answer)}, the backend says {np.argmax(self.expected[which])}")
                     self.versions.append(version)
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
@@ -268,8 +273,10 @@ def test_rollout_and_rollback_under_load_lose_no_request(published, digits_examp
     store = published["store"]
     for version in [v for v in discover(store)[0].versions() if v > 1]:  # start from version 1 alone
         os.rename(store / "digits" / str(version), tmp_path / f"old-{version}")
+    images = eval_images(digits_example, 32)
+    expected = backend_outputs(Manifest.read(store / "digits" / "1" / "manifest.json"), "cpu", "tflite", images)
     server = Server([store, "--workers", "2", "--batch-max", "8", "--poll", "0"], tmp_path / "server.log")
-    load = Load(server.url, eval_images(digits_example, 32))
+    load = Load(server.url, images, expected)
     try:
         load.wait_for("1")
         v2 = publish(store / "digits" / "1", store)  # a new version while clients keep sending
@@ -299,6 +306,38 @@ def test_rollout_and_rollback_under_load_lose_no_request(published, digits_examp
     assert code == 0, server.stderr()[-2000:]
 
 
+def test_policy_all_serves_every_version(published, tmp_path):
+    store = published["store"]
+    versions = list(discover(store)[0].versions())
+    server = Server([store, "--policy", "all", "--poll", "0"], tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            body = v2_request(np.zeros((1, 8, 8, 1)))
+            states = {r["version"]: r["state"] for r in client.get("/v1/models/digits").json()["model_version_status"]}
+            served = [v for v in versions if states[str(v)] == "AVAILABLE"]  # the rollout test leaves a broken one
+            assert len(served) >= 2 and set(states) == {str(v) for v in versions}
+            assert [client.post(f"/v2/models/digits/versions/{v}/infer", json=body).json()["model_version"]
+                    for v in served] == [str(v) for v in served]
+            assert client.post("/v2/models/digits/infer", json=body).json()["model_version"] == str(max(served))
+    finally:
+        assert server.stop() == 0, server.stderr()[-2000:]
+
+
+def test_publish_copies_only_verified_artifacts_and_numbers_versions(digits_dist, tmp_path):
+    manifest = Manifest.read(digits_dist["dir"] / "manifest.json")
+    manifest.artifacts[0].verification.passed = False  # cpu/tflite: failed artifacts are never published
+    first = publish(manifest, tmp_path / "store")
+    (tmp_path / "store" / "digits" / ".publishing-x").mkdir()  # someone else's publish in progress: not a version
+    second = publish(first, tmp_path / "store")
+    assert (first.name, second.name) == ("1", "2")
+    (model,) = discover(tmp_path / "store")
+    assert list(model.versions()) == [1, 2]
+    copied = Manifest.read(second / "manifest.json")
+    assert len(copied.artifacts) == len(manifest.artifacts) - 1
+    assert not (second / "cpu" / "digits.tflite").exists() and (second / "cpu" / "digits.bin").is_file()
+    assert all(a.path.is_file() for a in copied.artifacts)
+
+
 def test_rollback_without_a_server_is_one_line(cli):
     from tests.conftest import one_line_exit_2
 
@@ -311,3 +350,4 @@ def test_serve_bad_arguments_are_one_line(cli, digits_dist, tmp_path):
     one_line_exit_2(cli("serve", tmp_path / "missing"), "not found")
     one_line_exit_2(cli("serve", tmp_path), "neither a build directory")
     one_line_exit_2(cli("serve", digits_dist["dir"], "--policy", "newest"), "accepted: latest, all")
+    one_line_exit_2(cli("serve", digits_dist["dir"], "--target", "npv"), "--target npv", "did you mean 'npu'")

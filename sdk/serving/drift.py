@@ -47,5 +47,5 @@ class DriftMonitor:
             if share > self.warn_above and time.monotonic() - self._warned.get(name, -1e9) >= self.interval_s:
                 self._warned[name] = time.monotonic()
                 log.warning("input drift: %s version %s input '%s': %.1f%% of the last %d requests' values fall outside "
-                            "the calibrated range [%.4g, %.4g] (int8 saturates there; recalibrate with deployment data)",
+                            "the calibrated range [%.4g, %.4g] (int8 artifacts saturate there; recalibrate with deployment data)",
                             self.labels["model"], self.labels["version"], name, 100 * share, len(recent), low, high)

@@ -171,8 +171,13 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         for attempt in range(2):
             worker = await self._take()
+            call = loop.run_in_executor(self._threads, worker.call, feeds, self.timeout)
             try:
-                result = await loop.run_in_executor(self._threads, worker.call, feeds, self.timeout)
+                result = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The worker is still answering in its thread: it is free again only once that is done.
+                call.add_done_callback(lambda _: self._idle.put_nowait(worker))
+                raise
             except WorkerCrashed as exc:
                 self._replace(worker, str(exc))
                 if attempt == 1:

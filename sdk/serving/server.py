@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit._deps import require
-from edgekit.errors import InputError
+from edgekit.errors import EdgekitError, InputError
 from edgekit.serving.manager import ModelManager, VersionPolicy
 from edgekit.serving.store import discover
 from edgekit.serving.version import ServeSettings
@@ -82,11 +82,14 @@ def serve(path: Path, settings: ServeSettings, listen: Listen, policy: VersionPo
     # handler; for a server, being stopped is the normal end, so that handler only notes it.
     stopped = []
     previous = {sig: signal.signal(sig, lambda number, frame: stopped.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run(sockets=[api_socket, admin_socket])
+        server.run(sockets=[api_socket, admin_socket])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not server.started and not stopped:
+        raise EdgekitError("the server did not start (the lines above say why)")
     print("edgekit serve: stopped", file=sys.stderr)
 
 

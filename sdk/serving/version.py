@@ -150,7 +150,7 @@ class ServedVersion:
             await self.pool.close()
             raise
         ranges = (self.manifest.calibration or {}).get("ranges") or {}
-        if ranges and self.artifact.precision.startswith("int"):
+        if ranges:  # about the data, whatever the artifact: int8 ones saturate there, float ones left their calibration
             self.drift = DriftMonitor(ranges, self.metrics, {"model": self.model, "version": str(self.version)},
                                       window=self.settings.drift_window, warn_above=self.settings.drift_warn_above,
                                       interval_s=self.settings.drift_interval_s)
