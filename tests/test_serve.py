@@ -159,7 +159,8 @@ def test_drift_shows_in_metrics_and_a_warning(npu_server, digits_example):
     assert ratio > 0.01
     assert float(_metric(metrics, 'edgekit_input_values_outside_calibration_total{input="image",model="digits",version="1"}')) >= 256
     assert "edgekit_request_latency_seconds_bucket" in metrics and 'edgekit_inflight_requests{device="CPU"' in metrics
-    assert 'edgekit_request_errors_total{kind="bad_shape",model="digits",version="1"}' in metrics
+    assert 'edgekit_request_errors_total{device="CPU",kind="bad_shape",model="digits",runtime="tflite",version="1"}' in metrics
+    assert 'edgekit_request_errors_total{device="",kind="unknown_model",model="",runtime="",version=""}' in metrics
     deadline = time.monotonic() + 10
     while "input drift: digits version 1 input 'image'" not in server.stderr():
         assert time.monotonic() < deadline, server.stderr()[-2000:]

@@ -162,13 +162,13 @@ class Api:
             outputs = await served.predict(arrays)
             response = JSONResponse(respond(outputs))
         except RequestError as exc:
-            return self._rejected(exc, name, str(served.version))
+            return self._rejected(exc, name, None, served)
         except InferenceError as exc:
             return self._rejected(RequestError(500, "runtime_error", "inputs", f"the runtime failed on this request: {exc}"),
-                                  name, str(served.version))
+                                  name, None, served)
         except WorkerCrashed as exc:
             return self._rejected(RequestError(503, "worker_crash", "model", f"the runtime crashed twice on this request: {exc}"),
-                                  name, str(served.version))
+                                  name, None, served)
         finally:
             served.exit()
             inflight.dec()
@@ -195,9 +195,14 @@ class Api:
         except UnicodeDecodeError:
             raise RequestError(400, "bad_json", "body", "body: not UTF-8 text; send a JSON document") from None
 
-    def _rejected(self, exc: RequestError, model: str, version: str | None) -> Response:
-        known = model in self.manager.models
-        self.metrics.errors.labels(model if known else "", version if known and version and version.isdigit() else "", exc.kind).inc()
+    def _rejected(self, exc: RequestError, model: str, version: str | None, served=None) -> Response:
+        if served is not None:
+            labels = served.labels
+        else:  # not routed to a version: no runtime or device; made-up names are not labels
+            known = model in self.manager.models
+            labels = {"model": model if known else "", "version": version if known and version and version.isdigit() else "",
+                      "runtime": "", "device": ""}
+        self.metrics.errors.labels(**labels, kind=exc.kind).inc()
         return _error(exc)
 
     # --- monitoring

@@ -20,7 +20,7 @@ class Metrics:
         self.content_type = prometheus.CONTENT_TYPE_LATEST
         r = self.registry
         self.requests = prometheus.Counter("edgekit_requests", "Inference requests answered", [*SERVED, "protocol", "code"], registry=r)
-        self.errors = prometheus.Counter("edgekit_request_errors", "Requests that failed, by kind", ["model", "version", "kind"], registry=r)
+        self.errors = prometheus.Counter("edgekit_request_errors", "Requests that failed, by kind", [*SERVED, "kind"], registry=r)
         self.latency = prometheus.Histogram("edgekit_request_latency_seconds", "Request latency, body read to response",
                                             SERVED, buckets=BUCKETS, registry=r)
         self.inflight = prometheus.Gauge("edgekit_inflight_requests", "Requests being served now", SERVED, registry=r)
