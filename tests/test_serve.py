@@ -56,7 +56,7 @@ def npu_server(digits_dist, tmp_path_factory):
     manifest.labels = LABELS
     publish(manifest, folder / "store")
     server = Server([folder / "store", "--target", "npu", "--format", "tflite", "--max-body-bytes", "65536",
-                     "--poll", "0"], folder / "server.log")
+                     "--poll", "0", "--timeout", "3"], folder / "server.log")
     with httpx.Client(base_url=server.url, timeout=60) as client:
         yield server, client
     assert server.stop() == 0, server.stderr()[-2000:]
@@ -176,6 +176,18 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(npu_server):
     after = httpx.get(f"{server.admin}/admin/status", timeout=30).json()["digits"][0]["served"]
     assert after["restarts"] == before["restarts"] + 1 and after["worker_pids"] != before["worker_pids"]
     assert "edgekit_worker_restarts_total" in client.get("/metrics").text
+
+
+def test_a_hung_worker_is_replaced_after_the_timeout(npu_server):
+    server, client = npu_server
+    before = httpx.get(f"{server.admin}/admin/status", timeout=30).json()["digits"][0]["served"]
+    os.kill(before["worker_pids"][0], signal.SIGSTOP)  # a runtime that stops answering
+    started = time.monotonic()
+    assert client.post("/v1/models/digits:predict", json={"instances": [ONE]}).status_code == 200
+    assert time.monotonic() - started >= 3  # --timeout 3, then a fresh worker answered
+    after = httpx.get(f"{server.admin}/admin/status", timeout=30).json()["digits"][0]["served"]
+    assert after["restarts"] == before["restarts"] + 1
+    assert "did not finish inference within 3 s" in server.stderr()
 
 
 def _metric(text: str, series: str) -> str:

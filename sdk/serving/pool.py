@@ -93,7 +93,11 @@ class Worker:
             raise WorkerCrashed(self._death("connection closed")) from None
 
     def _death(self, how: str) -> str:
-        code = self.process.wait(timeout=5) if self.process else None
+        try:
+            code = self.process.wait(timeout=5) if self.process else None
+        except subprocess.TimeoutExpired:  # its socket closed but it lives on: stop it
+            self.kill()
+            code = self.process.returncode
         if code is not None and code < 0:
             import signal
 
