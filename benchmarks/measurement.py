@@ -14,9 +14,22 @@ import numpy as np
 REPORT_SCHEMA = "edgekit.report/1"
 
 
+# What report.json keeps of the timings unless --raw-samples (README: "Latency in the report").
+SAMPLES_KEPT = 200  # the first timings, in order: warm-up drift and periodic stalls show there
+QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
+HISTOGRAM_BINS = 40  # log-spaced from min to max
+OUTLIERS_KEPT = 200  # an even selection of the timings outside [p1, p99] (the HTML box plot's fliers)
+
+
 @dataclass
 class LatencyStats:
-    """Steady-state latency of single inferences, in milliseconds."""
+    """Steady-state latency of single inferences, in milliseconds.
+
+    Every figure is computed from all `runs` timings. Of the timings themselves the report
+    keeps a bounded sample: `samples_ms` holds the first SAMPLES_KEPT (all of them with
+    `raw=True`, i.e. `edgekit bench --raw-samples`), beside fixed quantiles, a histogram
+    and the outliers.
+    """
 
     runs: int
     mean_ms: float
@@ -29,13 +42,21 @@ class LatencyStats:
     max_ms: float
     throughput_ips: float  # inferences per second at the measured batch size
     cv: float  # coefficient of variation (std / mean): a noisy host shows here
-    samples_ms: list[float] = field(default_factory=list, repr=False)  # raw timings, for plots
+    samples_ms: list[float] = field(default_factory=list, repr=False)  # the first SAMPLES_KEPT timings, or all
+    quantiles_ms: dict[str, float] = field(default_factory=dict, repr=False)  # "p1" ... "p99.9"
+    histogram: dict[str, list[float]] = field(default_factory=dict, repr=False)  # edges_ms (bins + 1), counts
+    outliers_ms: list[float] = field(default_factory=list, repr=False)  # sorted, outside [p1, p99]
 
     @classmethod
-    def from_ns(cls, timings_ns: list[int], batch: int = 1) -> LatencyStats:
+    def from_ns(cls, timings_ns: list[int], batch: int = 1, raw: bool = False) -> LatencyStats:
         ms = np.asarray(timings_ns, dtype=np.float64) / 1e6
         mean = float(ms.mean())
         p50, p90, p95, p99 = (float(v) for v in np.percentile(ms, [50, 90, 95, 99]))
+        quantiles = np.percentile(ms, QUANTILES)
+        p1 = quantiles[0]
+        outliers = np.sort(ms[(ms < p1) | (ms > p99)])
+        if outliers.size > OUTLIERS_KEPT:
+            outliers = outliers[np.linspace(0, outliers.size - 1, OUTLIERS_KEPT).astype(int)]
         return cls(
             runs=len(ms),
             mean_ms=mean,
@@ -48,8 +69,30 @@ class LatencyStats:
             max_ms=float(ms.max()),
             throughput_ips=batch * 1000.0 / mean if mean > 0 else 0.0,
             cv=float(ms.std() / mean) if mean > 0 else 0.0,
-            samples_ms=[round(float(v), 5) for v in ms],
+            samples_ms=_rounded(ms if raw else ms[:SAMPLES_KEPT]),
+            quantiles_ms={f"p{q:g}": round(float(v), 5) for q, v in zip(QUANTILES, quantiles)},
+            histogram=_histogram(ms),
+            outliers_ms=_rounded(outliers),
         )
+
+    @property
+    def all_samples(self) -> bool:
+        """True when `samples_ms` holds every timing (raw, or a run of at most SAMPLES_KEPT)."""
+        return len(self.samples_ms) == self.runs
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 5) for v in values]
+
+
+def _histogram(ms: np.ndarray) -> dict[str, list[float]]:
+    low, high = float(ms.min()), float(ms.max())
+    if low <= 0 or high <= low:  # one value (or a clock that read 0): one bin
+        edges = np.array([low, high if high > low else low + 1e-6])
+    else:
+        edges = np.geomspace(low, high, HISTOGRAM_BINS + 1)
+    counts, _ = np.histogram(ms, bins=edges)
+    return {"edges_ms": _rounded(edges), "counts": [int(c) for c in counts]}
 
 
 @dataclass

@@ -38,9 +38,15 @@ class OpenVINOBackend(Backend):
         if self.precision is None:  # a bare .xml: read it from the IR, so fp32 runs as f32 here too
             self.precision = ir_precision(self._model)
             self._precision_inferred = True
+        # The IR's own I/O (a dynamic batch stays None), reported before the batch is fixed.
+        self._io = ([_spec(port) for port in self._model.inputs], [_spec(port) for port in self._model.outputs])
+        self._static_batch = _fix_dynamic_batch(self._model)
         self._compile()
 
     def _config(self) -> dict[str, Any]:
+        # What `benchmark_app -hint none -nstreams 1 -nireq 1 -nthreads N` compiles with on a CPU
+        # (its compiled properties read LATENCY, 1 stream, N threads, pinning on): describe()
+        # reports the properties read back from the compiled model.
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
@@ -67,10 +73,10 @@ class OpenVINOBackend(Backend):
         self._static = [tuple(s.to_shape()) if s.is_static else None for s in shapes]
 
     def inputs(self) -> list[TensorSpec]:
-        return [_spec(port) for port in self._compiled.inputs]
+        return list(self._io[0])
 
     def outputs(self) -> list[TensorSpec]:
-        return [_spec(port) for port in self._compiled.outputs]
+        return list(self._io[1])
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [feeds[name] for name in self._input_names]
@@ -80,7 +86,11 @@ class OpenVINOBackend(Backend):
         for index, array in enumerate(arrays):
             # Shares the caller's memory, no copy; shared memory needs C order (a no-op when it is).
             request.set_input_tensor(index, tensor(np.ascontiguousarray(array), shared_memory=True))
-        request.infer()
+        # start_async + wait, as benchmark_app runs a request: the stream's own (pinned) threads
+        # run the graph. A sync infer() runs part of it on the calling thread instead, which
+        # measured slower at 2 threads on this CPU (see tests/perf/test_integrity.py).
+        request.start_async()
+        request.wait()
         # Copies: the request reuses its output memory on the next call.
         return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self._output_names)}
 
@@ -102,6 +112,7 @@ class OpenVINOBackend(Backend):
             threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         except RuntimeError:
             threads = self.threads
+        properties = compiled_properties(compiled)
         return {
             "runtime": self.runtime,
             "version": version_of("openvino") or self._ov.get_version(),
@@ -110,13 +121,55 @@ class OpenVINOBackend(Backend):
             "inference_precision": precision,
             "artifact_precision": self.precision
             + (" (read from the IR)" if getattr(self, "_precision_inferred", False) else ""),
-            "performance_hint": "LATENCY",
+            "performance_hint": properties.get("PERFORMANCE_HINT", "LATENCY"),
             "threads": threads,
             "execution_devices": list(compiled.get_property("EXECUTION_DEVICES")),
+            "compiled_properties": properties,
+            "input_shapes": {name: list(shape) if shape else None for name, shape in zip(self._input_names, self._static)},
+            **({"shape_note": "the IR's dynamic batch was compiled as a static batch of 1 (recompiled per batch size), "
+                              "as benchmark_app -shape does"} if self._static_batch else {}),
         }
 
     def close(self) -> None:
         self._request = self._compiled = self._model = None  # type: ignore[assignment]
+
+
+# Read back from the compiled model for the report: what the latency was measured with.
+REPORTED_PROPERTIES = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING",
+                       "SCHEDULING_CORE_TYPE", "ENABLE_HYPER_THREADING", "INFERENCE_PRECISION_HINT", "EXECUTION_MODE_HINT")
+
+
+def compiled_properties(compiled: Any) -> dict[str, Any]:
+    """REPORTED_PROPERTIES as plain JSON values; a property the device lacks is left out."""
+    supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
+    values: dict[str, Any] = {}
+    for name in REPORTED_PROPERTIES:
+        if name not in supported:
+            continue
+        value = compiled.get_property(name)
+        if hasattr(value, "get_type_name"):  # an element type: "f32", "bf16"
+            value = value.get_type_name()
+        elif not isinstance(value, (bool, int, float, str)):
+            value = getattr(value, "name", str(value))  # enums: LATENCY, ANY_CORE, PERFORMANCE
+        values[name] = value
+    return values
+
+
+def _fix_dynamic_batch(model: Any) -> bool:
+    """Reshape a model whose only dynamic dimension is the batch to batch 1; True when it did.
+
+    A dynamic shape costs OpenVINO's CPU plugin shape inference and memory planning on every
+    call (measured 3-10 % on MobileNetV2), and benchmark_app compiles the static shape it is
+    given; other batch sizes recompile in infer() (see _reshape).
+    """
+    shapes = [port.get_partial_shape() for port in model.inputs]
+    if all(shape.is_static for shape in shapes):
+        return False
+    if any(shape.rank.is_dynamic or any(d.is_dynamic for d in list(shape)[1:]) for shape in shapes):
+        return False  # other dynamic dimensions (a sequence length): leave the model as it is
+    model.reshape({port.get_any_name(): [1, *(d.get_length() for d in list(shape)[1:])]
+                   for port, shape in zip(model.inputs, shapes)})
+    return True
 
 
 def ir_precision(model: Any) -> str:

@@ -37,6 +37,7 @@ class Settings:
     device: str | None = None
     strict: bool = False
     timeout: float = 600.0
+    raw_samples: bool = False  # keep every latency sample in the report, not the bounded summary
 
     def check(self) -> None:
         for name in ("warmup", "min_runs", "batch"):
@@ -316,7 +317,7 @@ def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch:
         "path": str(artifact.path), "runtime": artifact.runtime, "device": device, "providers": providers,
         "threads": settings.threads or (recipe.threads if recipe else None), "precision": artifact.precision or None,
         "batch": settings.batch, "warmup": settings.warmup, "min_runs": settings.min_runs,
-        "min_time": settings.min_time, "max_time": settings.max_time,
+        "min_time": settings.min_time, "max_time": settings.max_time, "raw_samples": settings.raw_samples,
         "inputs": [s.to_dict() for s in artifact.inputs], "outputs": [s.to_dict() for s in artifact.outputs],
         "source_inputs": [s.name for s in source_inputs],
         "data": str(data_file) if data_file else None, "outputs_file": str(scratch / "outputs.npz"),

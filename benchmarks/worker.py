@@ -80,7 +80,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         result["first_inference_ms"] = first_ns / 1e6
         result["model_memory_mb"] = model_rss / 2**20
         timings = _latency(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"])
-        result["latency"] = LatencyStats.from_ns(timings, batch).__dict__
+        result["latency"] = LatencyStats.from_ns(timings, batch, raw=job.get("raw_samples", False)).__dict__
 
     if data is not None:
         samples = len(data[source_names[0]])

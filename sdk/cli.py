@@ -1,26 +1,53 @@
 """The `edgekit` command: a thin layer over the Python API.
 
-Only typer and rich are imported at start; TensorFlow, ONNX Runtime and OpenVINO load
-inside the commands that need them, so `edgekit --help` and `edgekit targets` stay fast.
+Only typer is imported at start; rich, pydantic and the runtimes load inside the commands
+that need them, so `edgekit --help`, `edgekit targets` and shell completion stay fast
+(tests/test_cli_fast.py checks the imported modules, tests/perf/test_cold_start.py the time).
+Commands defined in other modules are registered here; those modules import nothing heavy
+at their top level either.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from edgekit.errors import EXIT_FAILED, EXIT_INTERNAL, EdgekitError, InputError
+
+
+class _Group(TyperGroup):
+    """The root group, with a --help flag that parses without typer's pydantic coercion.
+
+    typer coerces every parameter value through pydantic, and an absent flag's None is not
+    a bool it can skip: the root's --help alone pulled pydantic (~0.1 s) into every
+    subcommand's `--help` and into shell completion.
+    """
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
 
 app = typer.Typer(
     name="edgekit",
+    cls=_Group,
     help="Convert, quantize, verify and benchmark models for edge targets (TFLite, ONNX, OpenVINO).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # No --install-completion/--show-completion: as root options they are parsed (through
+    # pydantic) on every call, `doctor --help` included. main() enables completion instead.
     add_completion=False,
+    # Plain help: typer's rich help imports rich, markdown-it and pygments (~0.1 s, half of
+    # the start); plain text also reads better in CI logs.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -43,6 +70,9 @@ def handles_errors(command):
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             raise _fail("interrupted; previous outputs were left as they were", 130) from None
+        except BrokenPipeError:  # `edgekit targets --json | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, as a shell tool ends
         except Exception:
             traceback.print_exc()
             raise _fail("internal error (a bug in edgekit; the traceback above says where)", EXIT_INTERNAL) from None
@@ -122,6 +152,7 @@ def bench(
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown table for pull requests.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one testcase per (artifact, budget).")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report with plots.")] = None,
+    raw_samples: Annotated[bool, typer.Option("--raw-samples", help="Keep every latency sample in the JSON report (default: quantiles, a histogram and the first 200).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table.")] = False,
 ) -> None:
@@ -131,7 +162,7 @@ def bench(
     from edgekit.console import Progress
 
     settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
-                        backend=backend, device=device, strict=strict, timeout=timeout)
+                        backend=backend, device=device, strict=strict, timeout=timeout, raw_samples=raw_samples)
     result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
                        progress=Progress(quiet=quiet or as_json))
     for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
@@ -141,9 +172,7 @@ def bench(
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
-        from rich.console import Console
-
-        reports.console_table(result, Console(stderr=True))
+        reports.console_table(result)
     if not result.passed:
         failed = [r.measurement.name for r in result.results if not r.passed(strict)]
         raise _fail(f"{len(failed)} artifact(s) missed a budget or errored: {', '.join(failed)}", EXIT_FAILED)
@@ -152,7 +181,7 @@ def bench(
 @app.command()
 @handles_errors
 def build(
-    config: Annotated[Optional[Path], typer.Option("-c", "--config", help="edgekit.toml, or pyproject.toml with a \\[tool.edgekit] table (default: ./edgekit.toml, else ./pyproject.toml).")] = None,
+    config: Annotated[Optional[Path], typer.Option("-c", "--config", help="edgekit.toml, or pyproject.toml with a [tool.edgekit] table (default: ./edgekit.toml, else ./pyproject.toml).")] = None,
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Build only this target (repeatable); the others keep what the last build made.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert every target, even those that are up to date.")] = False,
     no_bench: Annotated[bool, typer.Option("--no-bench", help="Convert and verify only: no benchmarks, budgets or reports.")] = False,
@@ -172,9 +201,8 @@ def build(
     elif not quiet:
         if result.report is not None:
             from edgekit import reports
-            from rich.console import Console
 
-            reports.console_table(result.report, Console(stderr=True))
+            reports.console_table(result.report)
         built = ", ".join(result.built) or "nothing"
         print(f"built {built}; manifest {result.manifest.path} ({result.seconds:.1f}s)", file=sys.stderr)
     if not result.passed:
@@ -319,6 +347,12 @@ def _parse_preprocess(items: list[str] | None):
 
 
 def main() -> None:
+    if any(key.startswith("_EDGEKIT_COMPLETE") for key in os.environ):
+        # Shell completion (`eval "$(_EDGEKIT_COMPLETE=source_bash edgekit)"`, also zsh, fish):
+        # typer registers its shell classes only here, so plain calls do not pay for them.
+        from typer.completion import completion_init
+
+        completion_init()
     app()
 
 

@@ -1,4 +1,4 @@
-"""Rich tables for the console: target profiles and model inspections."""
+"""Rich tables for the console: target profiles and model inspections (one row a line in logs, see terminal.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.targets.schema import Target
+from edgekit.terminal import rich_console
 
 
 def target_table(profiles: list[Target], console: Console | None = None) -> None:
@@ -20,13 +21,13 @@ def target_table(profiles: list[Target], console: Console | None = None) -> None
         )
         parent = profile.extends[0] if profile.extends and profile.extends[0] != "_defaults" else ""
         table.add_row(profile.name, profile.device_class.value, parent, formats, end_section=True)
-    console = console or Console()
+    console = console or rich_console()
     console.print(table)
     console.print("`edgekit targets NAME` shows a profile in full.")
 
 
 def show_target(profile: Target, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or rich_console()
     console.print(f"[bold]{profile.name}[/] ({profile.device_class.value}) from {profile.source}")
     if profile.extends:
         console.print(f"extends: {' -> '.join(profile.extends)}")
@@ -56,7 +57,7 @@ def show_target(profile: Target, console: Console | None = None) -> None:
 
 
 def show_inspection(info: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or rich_console()
     console.print(f"[bold]{info['path']}[/] ({info['format']}, {info['bytes'] / 1e6:.3f} MB, {info['parameters']:,} parameters)")
     table = Table(title_justify="left")
     for column in ("", "name", "shape", "dtype", "quantization"):
@@ -80,7 +81,7 @@ def _device(recipe) -> str:
 
 
 def show_doctor(facts: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or rich_console()
     host, cpu = facts["host"], facts["host"]["cpu"]
     console.print(f"[bold]CPU[/] {cpu['model']} ({cpu['architecture']}, {cpu['physical_cores']} cores, "
                   f"{cpu['logical_cores']} threads), {cpu['memory_gb']} GB memory")
@@ -109,7 +110,7 @@ def show_doctor(facts: dict[str, Any], console: Console | None = None) -> None:
 
 def show_compatibility(results: dict[str, Any], console: Console | None = None) -> None:
     """One row per artifact: share of ops on the accelerator, then what falls back and why."""
-    console = console or Console()
+    console = console or rich_console()
     table = Table(title="op placement", title_justify="left")
     for column in ("artifact", "accelerator", "on accelerator", "CPU fallback (op x count: reason)"):
         table.add_column(column, overflow="fold")

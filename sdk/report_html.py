@@ -250,11 +250,16 @@ def _log_x(ax) -> None:
 
 
 def _box_stats(result: Result) -> dict[str, Any]:
-    """bxp() statistics: from the raw samples when kept, else from the percentiles."""
+    """bxp() statistics: from the raw samples or the kept quantiles, else from the percentiles."""
     import numpy as np
 
     lat = result.measurement.latency
     samples = np.asarray([s for s in lat.samples_ms if is_number(s)], dtype=np.float64)
+    q = lat.quantiles_ms
+    if not lat.all_samples and all(is_number(q.get(k)) for k in ("p1", "p25", "p50", "p75", "p99")):
+        # A bounded sample (the default): the quantiles and outliers were computed from every timing.
+        return dict(med=q["p50"], q1=q["p25"], q3=q["p75"], whislo=q["p1"], whishi=q["p99"],
+                    fliers=np.asarray(lat.outliers_ms, dtype=np.float64), label="")
     if samples.size:
         p1, q1, med, q3, p99 = np.percentile(samples, [1, 25, 50, 75, 99])
         fliers = np.sort(samples[(samples < p1) | (samples > p99)])

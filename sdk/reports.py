@@ -374,13 +374,17 @@ def _seconds(m: Measurement) -> float:
 
 
 def console_table(report: Report, console=None) -> None:
-    """The rich table `edgekit bench` prints (to stderr unless `console` says otherwise)."""
-    from rich.console import Console
+    """The rich table `edgekit bench` prints (to stderr unless `console` says otherwise).
+
+    Off a terminal (a CI log, `2> file`) each row stays on one line: see edgekit.terminal.
+    """
     from rich.table import Table
     from rich.text import Text
 
+    from edgekit.terminal import rich_console
+
     strict = bool(report.settings.get("strict"))
-    console = console or Console(stderr=True)
+    console = console or rich_console(stderr=True)
     table = Table(title="edgekit bench", title_justify="left")
     for column in ("target", "format", "precision", "backend & device", "p50 ms", "p90 ms", "memory MB", "size MB", "accuracy / fidelity", "verdict"):
         right = column.endswith(" ms") or column.endswith(" MB")

@@ -2,21 +2,47 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
+from tests.conftest import CliResult
+
 FAST = ["--warmup", "2", "--min-runs", "10", "--min-time", "0"]
 
 
 @pytest.fixture(scope="module")
-def bench_run(cli, digits_dist, digits_example, tmp_path_factory):
+def bench_run(digits_dist, digits_example, tmp_path_factory):
+    """`edgekit bench` as a CI job runs it: its own process, stderr going to a log file, NO_COLOR set."""
     out = tmp_path_factory.mktemp("reports")
-    result = cli("bench", digits_dist["dir"], "--data", digits_example["evaluation"], *FAST,
-                 "--report", out / "r.json", "--markdown", out / "r.md", "--junit", out / "j.xml", "--html", out / "r.html")
-    return result, out
+    command = [sys.executable, "-m", "edgekit", "bench", digits_dist["dir"], "--data", digits_example["evaluation"], *FAST,
+               "--report", out / "r.json", "--markdown", out / "r.md", "--junit", out / "j.xml", "--html", out / "r.html"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")} | {"NO_COLOR": "1"}
+    with open(out / "stderr.log", "w") as log:
+        process = subprocess.run([str(c) for c in command], stdout=subprocess.PIPE, stderr=log, text=True, env=env, timeout=600)
+    return CliResult(process.returncode, process.stdout, (out / "stderr.log").read_text()), out
+
+
+def test_bench_table_in_a_log_file_keeps_one_line_per_artifact(bench_run):
+    """Off a terminal the table is as wide as its content: no cell folds onto a second line."""
+    result, _ = bench_run
+    assert result.code == 0, result
+    assert "\x1b[" not in result.stderr  # not a terminal, and NO_COLOR: plain text
+    lines = result.stderr.splitlines()
+    header = next(line for line in lines if line.startswith("┃"))
+    rows = [line for line in lines if line.startswith("│")]
+    seen = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert len(row) == len(header) and cells[0] and cells[-1], row  # a folded cell leaves blanks
+        seen.add(f"{cells[0]}/{cells[1]}")
+    names = {f"{t}/{f}" for t in ("cpu", "gpu", "npu", "cpu-fp32") for f in ("tflite", "onnx", "openvino")}
+    assert len(rows) == len(names) and seen == names, "\n".join(rows)  # one line per artifact
 
 
 def test_bench_reports_every_figure_for_every_artifact(bench_run):
@@ -69,6 +95,17 @@ def test_tight_budget_fails_with_junit(cli, digits_dist, digits_example, tmp_pat
 def test_strict_fails_not_measured(cli, digits_dist, tmp_path):
     result = cli("bench", digits_dist["dir"] / "npu" / "digits.tflite", "-t", "npu", *FAST, "--budget", "latency_p50_ms=1000", "--strict")
     assert result.code == 1, result
+
+
+def test_raw_samples_keeps_every_timing(cli, digits_dist, tmp_path):
+    """By default report.json keeps the first 200 timings; --raw-samples keeps all of them."""
+    file = digits_dist["dir"] / "cpu-fp32" / "digits.tflite"
+    for flags, path in (([], tmp_path / "bounded.json"), (["--raw-samples"], tmp_path / "raw.json")):
+        result = cli("bench", file, "--warmup", "2", "--min-runs", "400", "--min-time", "0", *flags, "--report", path, "-q")
+        assert result.code == 0, result
+    bounded, raw = (json.loads((tmp_path / n).read_text())["results"][0]["measurement"]["latency"] for n in ("bounded.json", "raw.json"))
+    assert bounded["runs"] >= 400 and len(bounded["samples_ms"]) == 200 and sum(bounded["histogram"]["counts"]) == bounded["runs"]
+    assert len(raw["samples_ms"]) == raw["runs"] >= 400
 
 
 def test_bare_files_and_budget_pass(cli, digits_dist, digits_example):
