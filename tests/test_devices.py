@@ -152,3 +152,75 @@ def test_adb_server_not_running_is_unreachable(cli, inventory):
     path = inventory(f'[devices.phone]\ntransport = "adb"\ntarget = "cpu"\nadb_server = "127.0.0.1:{free_port()}"\n')
     status, = json.loads(cli("devices", "-i", path, "--json").stdout)
     assert not status["reachable"] and "not reachable" in status["error"] and "adb start-server" in status["error"]
+
+
+# --- bench --device ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def device_dist(tmp_path_factory):
+    """A small Keras CNN converted for cpu-fp32 (tflite, onnx, openvino), and 16 input samples."""
+    import keras
+    import numpy as np
+
+    from edgekit import convert
+
+    root = tmp_path_factory.mktemp("device-dist")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    keras.Model(inputs, keras.layers.Dense(10, name="logits")(x)).save(root / "tiny.keras")
+    np.savez(root / "data.npz", image=np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32))
+    convert(root / "tiny.keras", ["cpu-fp32"], output=root / "dist")
+    return {"dir": root / "dist", "data": root / "data.npz"}
+
+
+def device_table(lab, tmp_path, name="loopback", **extra) -> str:
+    return loopback(lab, tmp_path, name, **{"target": "cpu-fp32", **extra})
+
+
+def test_bench_on_the_loopback_device(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path))
+    result = cli("bench", device_dist["dir"], "--device", "loopback", "-i", path, "--data", device_dist["data"],
+                 *FAST, "--json")
+    assert result.code == 0, result
+    report = json.loads(result.stdout)
+    names = [r["measurement"]["name"] for r in report["results"]]
+    assert names == ["cpu-fp32/tflite@loopback", "cpu-fp32/onnx@loopback", "cpu-fp32/openvino@loopback"]
+    for row in report["results"]:
+        m = row["measurement"]
+        assert m["error"] is None and m["latency"]["runs"] >= 5 and m["latency"]["p50_ms"] > 0
+        block = m["device"]
+        assert block["name"] == "loopback" and block["transport"] == "ssh" and block["artifact_pushed"]
+        assert block["fingerprint"]["cpu_model"] and block["fingerprint"]["kernel"].startswith("Linux")
+        assert block["fingerprint"]["runtime"].split()[0] in ("ai-edge-litert", "onnxruntime", "openvino")
+        assert set(block["thermal"]) == {"before", "after", "cooldown"} and block["throttled"] is False
+        assert m["fidelity"]["cosine"] > 0.9999  # outputs came back from the device and were scored here
+    assert report["results"][2]["measurement"]["backend"]["inference_precision"] == "f32"
+    # content-addressed: the same artifacts are not pushed again
+    again = json.loads(cli("bench", device_dist["dir"], "--device", "loopback", "-i", path, *FAST, "--json").stdout)
+    assert [r["measurement"]["device"]["artifact_pushed"] for r in again["results"]] == [False, False, False]
+
+
+def test_a_device_needs_artifacts_of_its_target_or_all(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, target="raspberry-pi-5"))
+    one_line_exit_2(cli("bench", device_dist["dir"], "--device", "loopback", "-i", path),
+                    "device 'loopback' realizes target 'raspberry-pi-5'", "--all")
+    result = cli("bench", device_dist["dir"] / "manifest.json", "--device", "loopback", "-i", path, "--all", *FAST,
+                 "--json")
+    assert result.code == 0, result
+    assert len(json.loads(result.stdout)["results"]) == 3
+
+
+def test_device_that_is_not_in_the_inventory_is_exit_2(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path))
+    one_line_exit_2(cli("bench", device_dist["dir"], "--device", "lopback", "-i", path),
+                    "--device lopback: unknown device", "did you mean 'loopback'")
+
+
+def test_accelerator_and_the_old_device_spelling(cli, device_dist):
+    xml = device_dist["dir"] / "cpu-fp32" / "tiny.xml"
+    new = json.loads(cli("bench", xml, "--accelerator", "TPU9", *FAST, "--json").stdout)
+    assert "TPU9 not present" in new["results"][0]["measurement"]["skipped"]["latency"]
+    old = cli("bench", xml, "--device", "TPU9", *FAST)  # no inventory here: the runtime's device, with a note
+    assert "--device TPU9 is the runtime's device here" in old.stderr and "spelled --accelerator" in old.stderr

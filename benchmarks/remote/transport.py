@@ -47,6 +47,7 @@ class Transport(ABC):
     """A connection to one device. Implementations raise DeviceError with one line that says what failed."""
 
     name: str = ""
+    last_push_sent: bool = False
 
     @abstractmethod
     def push(self, local: Path, remote: str) -> None:
@@ -99,6 +100,8 @@ class Transport(ABC):
     def push_addressed(self, files: list[Path], workdir: str) -> str:
         """Push files into WORKDIR/blobs/<sha256 of their contents>/ unless already there; that folder.
 
+        `self.last_push_sent` says whether anything was sent.
+
         A `.complete` marker is written last, so an interrupted push is never taken as present.
         """
         digest = hashlib.sha256()
@@ -107,7 +110,8 @@ class Transport(ABC):
         folder = f"{workdir}/blobs/{digest.hexdigest()}"
         quoted = shlex.quote(folder)
         present = self.shell(f"[ -f {quoted}/.complete ] && echo present || mkdir -p {quoted}").stdout
-        if "present" in present:
+        self.last_push_sent = "present" not in present
+        if not self.last_push_sent:
             return folder
         for path in files:
             self.push(path, f"{folder}/{path.name}.part")
