@@ -27,7 +27,9 @@ def lab(tmp_path_factory):
     python = device_venv(root / "device-venv")
     bare = root / "bare-venv"  # a Python with nothing: no NumPy, no runtime
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
-    yield {"server": server, "python": str(python), "bare_python": str(bare / "bin" / "python"), "root": root}
+    numpy_only = device_venv(root / "numpy-venv", ("numpy",))  # NumPy, no runtime
+    yield {"server": server, "python": str(python), "bare_python": str(bare / "bin" / "python"),
+           "numpy_python": str(numpy_only), "root": root}
     server.stop()
 
 
@@ -224,3 +226,110 @@ def test_accelerator_and_the_old_device_spelling(cli, device_dist):
     assert "TPU9 not present" in new["results"][0]["measurement"]["skipped"]["latency"]
     old = cli("bench", xml, "--device", "TPU9", *FAST)  # no inventory here: the runtime's device, with a note
     assert "--device TPU9 is the runtime's device here" in old.stderr and "spelled --accelerator" in old.stderr
+
+
+# --- faults during bench: each one line, that device's rows only, exit 1 ----------------------
+
+def _rows(result) -> dict[str, dict]:
+    return {r["measurement"]["name"]: r["measurement"] for r in json.loads(result.stdout)["results"]}
+
+
+def test_unreachable_device_fails_its_rows_and_the_others_go_on(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, "deadport", port=free_port()), device_table(lab, tmp_path))
+    result = cli("bench", device_dist["dir"], "--device", "deadport", "--device", "loopback", "-i", path, *FAST,
+                 "--json")
+    assert result.code == 1, result
+    rows = _rows(result)
+    assert len(rows) == 6
+    for name, m in rows.items():
+        if name.endswith("@deadport"):
+            assert m["error"].startswith("device deadport: unreachable: ") and "\n" not in m["error"]
+        else:
+            assert m["error"] is None and m["latency"]["p50_ms"] > 0
+
+
+def test_no_runtime_on_the_device_is_each_artifacts_error(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, "numpyonly", python=lab["numpy_python"]))
+    result = cli("bench", device_dist["dir"], "--device", "numpyonly", "-i", path, *FAST, "--json")
+    assert result.code == 1
+    errors = [m["error"] for m in _rows(result).values()]
+    assert "no tflite runtime" in errors[0] and "pip install ai-edge-litert or tflite-runtime there" in errors[0]
+    assert "no onnxruntime runtime" in errors[1] and "no openvino runtime" in errors[2]
+
+
+def _workers(workdir: Path) -> list:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "device_worker.py" in cmdline and "job.json" in cmdline and str(workdir) in cmdline:
+            found.append(process)
+    return found
+
+
+def test_a_run_past_its_timeout_is_killed_on_the_device(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, timeout=4))
+    started = time.monotonic()
+    result = cli("bench", device_dist["dir"] / "cpu-fp32" / "tiny.onnx", "--device", "loopback", "-i", path, "--all",
+                 "--min-time", "120", "--json")
+    assert time.monotonic() - started < 60
+    assert result.code == 1
+    for m in _rows(result).values():
+        assert "timed out after 4 s; the remote process group was killed" in m["error"]
+    assert _workers(tmp_path / "work-loopback") == []  # nothing left running on the device
+    assert list((tmp_path / "work-loopback" / "run").iterdir()) == []  # no pid file left either
+
+
+def test_full_disk_on_the_device(cli, lab, inventory, tmp_path, device_dist):
+    workdir = tmp_path / "work-full"
+    workdir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(workdir)],
+                             capture_output=True).returncode == 0
+    try:
+        if mounted:  # a real full filesystem
+            subprocess.run(["dd", "if=/dev/zero", f"of={workdir}/filler", "bs=64k"], capture_output=True)
+        else:  # no mount privilege: the kernel's ENOSPC device stands in where the first file is written
+            from edgekit.benchmarks.remote.bench import WORKER_FILES
+            from edgekit.benchmarks.remote.transport import addressed_folder
+
+            folder = Path(addressed_folder(list(WORKER_FILES), str(workdir)))
+            folder.mkdir(parents=True)
+            (folder / "device_worker.py.part").symlink_to("/dev/full")
+        path = inventory(lab["server"].table("full", lab["python"], workdir, target="cpu-fp32"))
+        result = cli("bench", device_dist["dir"], "--device", "full", "-i", path, *FAST, "--json")
+        assert result.code == 1
+        for m in _rows(result).values():
+            assert m["error"].startswith("device full: ") and "disk full" in m["error"], m["error"]
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(workdir)], capture_output=True)
+
+
+def test_connection_dropped_mid_run(lab, inventory, tmp_path, device_dist):
+    """sshd (and every session it forked) is stopped while the worker runs: that device's rows fail, others go on."""
+    doomed = SSHServer(tmp_path / "ssh-doomed")
+    workdir = tmp_path / "work-doomed"
+    path = inventory(doomed.table("doomed", lab["python"], workdir, target="cpu-fp32"), device_table(lab, tmp_path))
+    command = [sys.executable, "-m", "edgekit.cli", "bench", str(device_dist["dir"]), "--device", "doomed",
+               "--device", "loopback", "-i", str(path), "--warmup", "2", "--min-runs", "5", "--min-time", "5",
+               "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _workers(workdir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _workers(workdir), "the worker never started on the doomed device"
+        doomed.stop()
+        stdout, stderr = process.communicate(timeout=240)
+    finally:
+        process.kill()
+        doomed.stop()
+        for worker in _workers(workdir):  # orphaned by the dropped link: ours to clean up
+            worker.kill()
+    assert process.returncode == 1, stderr
+    rows = {r["measurement"]["name"]: r["measurement"] for r in json.loads(stdout)["results"]}
+    doomed_rows = [m for n, m in rows.items() if n.endswith("@doomed")]
+    assert "connection lost" in doomed_rows[0]["error"] and "\n" not in doomed_rows[0]["error"]
+    assert all("device doomed: " in m["error"] for m in doomed_rows[1:])
+    assert all(m["error"] is None for n, m in rows.items() if n.endswith("@loopback"))
