@@ -143,8 +143,8 @@ def device_venv(root: Path, distributions: tuple[str, ...] = DEVICE_DISTRIBUTION
     """A venv with only NumPy and the runtimes (and what they need): its python, no TensorFlow, no edgekit.
 
     The packages are symlinked from the test environment's site-packages, not installed:
-    measured 0.3 s against ~25 s for `pip install` from a warm cache on this host
-    (tests/perf/test_remote.py prints both).
+    measured 0.9 s against 37.5 s for a venv plus `pip install` of the same four pins from a
+    warm pip cache (2026-12-02, on the shared 2-core CI host).
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     python = root / "bin" / "python"

@@ -174,7 +174,7 @@ def device_dist(tmp_path_factory):
     keras.Model(inputs, keras.layers.Dense(10, name="logits")(x)).save(root / "tiny.keras")
     np.savez(root / "data.npz", image=np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32))
     convert(root / "tiny.keras", ["cpu-fp32"], output=root / "dist")
-    return {"dir": root / "dist", "data": root / "data.npz"}
+    return {"dir": root / "dist", "data": root / "data.npz", "model": root / "tiny.keras"}
 
 
 def device_table(lab, tmp_path, name="loopback", **extra) -> str:
@@ -333,3 +333,28 @@ def test_connection_dropped_mid_run(lab, inventory, tmp_path, device_dist):
     assert "connection lost" in doomed_rows[0]["error"] and "\n" not in doomed_rows[0]["error"]
     assert all("device doomed: " in m["error"] for m in doomed_rows[1:])
     assert all(m["error"] is None for n, m in rows.items() if n.endswith("@loopback"))
+
+
+# --- edgekit build with [bench] devices ----------------------------------------------------------
+
+def test_build_measures_on_bench_devices(cli, lab, tmp_path, device_dist):
+    config = tmp_path / "edgekit.toml"
+    device = device_table(lab, tmp_path)
+    config.write_text(f'[model]\npath = "{device_dist["model"]}"\n\n[targets.cpu-fp32]\nformats = ["onnx"]\n\n'
+                      f'[bench]\nwarmup = 2\nmin_runs = 5\nmin_time = 0\ndevices = ["loopback"]\n\n{device}')
+    result = cli("build", "-c", config, "--json")
+    assert result.code == 0, result
+    rows = json.loads(result.stdout)
+    names = [r["measurement"]["name"] for r in rows["report"]["results"]] if "report" in rows else None
+    report = json.loads((tmp_path / "dist" / "reports" / "report.json").read_text())
+    names = [r["measurement"]["name"] for r in report["results"]]
+    assert names == ["cpu-fp32/onnx", "cpu-fp32/onnx@loopback"]
+    assert report["results"][1]["measurement"]["device"]["fingerprint"]["runtime"].startswith("onnxruntime")
+
+
+def test_bench_devices_must_name_an_inventory_device(cli, lab, tmp_path, device_dist):
+    config = tmp_path / "edgekit.toml"
+    config.write_text(f'[model]\npath = "{device_dist["model"]}"\n[targets.cpu-fp32]\n[bench]\ndevices = ["lopback"]\n'
+                      + device_table(lab, tmp_path))
+    one_line_exit_2(cli("build", "-c", config), str(config), "bench.devices[0]", "unknown device 'lopback'",
+                    "did you mean 'loopback'")
