@@ -95,6 +95,8 @@ def test_benchmark_app_output_and_older_single_latency_line():
     assert parsed["throughput_ips"] == 381.18 and parsed["first_inference_ms"] == 12.3
     old = parse_benchmark_app("[ INFO ] Latency: 3.14 ms\n[ INFO ] Throughput: 300 FPS\n")
     assert old["latency"]["p50_ms"] == 3.14
+    fast = parse_benchmark_app("[ INFO ]    Median:        96.31 us\n[ INFO ]    Min:   52.13 us\n")
+    assert fast["latency"] == {"p50_ms": pytest.approx(0.09631), "min_ms": pytest.approx(0.05213)}  # 2026.x: us
     assert parse_benchmark_app("[ ERROR ] Failed to load the model\n")["error"] == "Failed to load the model"
 
 

@@ -358,3 +358,17 @@ def test_bench_devices_must_name_an_inventory_device(cli, lab, tmp_path, device_
                       + device_table(lab, tmp_path))
     one_line_exit_2(cli("build", "-c", config), str(config), "bench.devices[0]", "unknown device 'lopback'",
                     "did you mean 'loopback'")
+
+
+def test_vendor_binary_route_with_openvinos_benchmark_app(cli, lab, inventory, tmp_path, device_dist):
+    """The vendor-binary runner end to end over SSH, with the real benchmark_app of the openvino package."""
+    tool = Path(sys.executable).parent / "benchmark_app"
+    path = inventory(device_table(lab, tmp_path, runner="benchmark_app", binary_on_device=str(tool)))
+    result = cli("bench", device_dist["dir"] / "cpu-fp32" / "tiny.xml", "--device", "loopback", "-i", path, "--all",
+                 "--threads", "1", *FAST, "--json")
+    assert result.code == 0, result
+    m, = _rows(result).values()
+    assert m["backend"]["runtime"] == "benchmark_app" and "-nthreads" in m["backend"]["argv"]
+    assert m["latency"] is not None, (m["skipped"], m["backend"]["output_tail"])
+    assert m["latency"]["p50_ms"] > 0 and m["latency"]["runs"] >= 5  # parsed from the tool's own report
+    assert m["device"]["fingerprint"]["runtime"].startswith("benchmark_app")
