@@ -23,7 +23,9 @@ from edgekit.converters.base import ConvertJob, Converted
 from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError
 from edgekit.iocast import INT_RANGES, quantization_from_range
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import (
+    BiasCorrection, Calibration, Format, IODtype, NNCFModelType, Precision, QuantDtype, Recipe,
+)
 
 _INT_IO = (IODtype.INT8, IODtype.UINT8)
 # Ops that move or relabel values without changing them: an input's FakeQuantize may sit
@@ -38,6 +40,7 @@ def convert(job: ConvertJob) -> Converted:
     recipe, precision = job.recipe, job.recipe.precision
     _check_recipe(recipe)
     notes: list[str] = []
+    choice: dict | None = None  # traits and chosen settings of a static int8 recipe
     tools = {"openvino": version_of("openvino") or ov.get_version()}
 
     model = _read_source(ov, job)
@@ -54,6 +57,7 @@ def convert(job: ConvertJob) -> Converted:
         model = _compress_weights(model, notes)
     elif precision in (Precision.INT8_STATIC, Precision.INT8_FULL):
         tools["nncf"] = version_of("nncf") or ""
+        recipe, choice = _from_model(model, recipe)
         # Output ranges come from the float model, before quantization touches it.
         out_ranges = _output_ranges(ov, model, samples) if recipe.output_dtype in _INT_IO else {}
         model = _quantize(model, recipe, samples, notes)
@@ -80,7 +84,17 @@ def convert(job: ConvertJob) -> Converted:
         outputs=[_spec(by_name[name], quantization.get(name)) for name in outputs],
         tools=tools,
         notes=notes,
+        traits=choice,
     )
+
+
+def _from_model(model: Any, recipe: Recipe) -> tuple[Recipe, dict]:
+    """The recipe with the settings chosen from the graph's traits (converters/traits.py)."""
+    from edgekit.converters import traits
+
+    chosen = traits.choose(traits.find(traits.openvino_nodes(model)), Format.OPENVINO, recipe,
+                           float_ops_allowed=recipe.precision is Precision.INT8_STATIC)
+    return traits.apply(recipe, chosen), {**chosen.to_dict(), "line": chosen.line()}
 
 
 def _renumber_auto_names(model: Any) -> None:
@@ -283,9 +297,13 @@ def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes
         raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
     preset = options["preset"]
     granularity = "per-channel" if recipe.per_channel else "per-tensor"
+    extra = "".join(
+        f", {label}" for key, label in (("model_type", "model_type transformer"),
+                                         ("fast_bias_correction", "full bias correction")) if key in options
+    )
     notes.append(
         f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
-        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights"
+        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights{extra}"
     )
     if recipe.float_nodes:
         kept = ", ".join(recipe.float_nodes)
@@ -304,10 +322,13 @@ def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    # Signed int8 activations -> symmetric (PERFORMANCE); uint8 -> asymmetric activations (MIXED).
-    # Weights are symmetric int8 in both presets.
+    # Signed int8 activations -> symmetric (PERFORMANCE); uint8 -> asymmetric activations (MIXED),
+    # unless the recipe (or the traits, converters/traits.py) names the preset. Weights are
+    # symmetric int8 in both presets.
     preset = nncf.QuantizationPreset.PERFORMANCE
-    if recipe.activation_type is QuantDtype.UINT8:
+    if recipe.nncf_preset is not None:
+        preset = nncf.QuantizationPreset(recipe.nncf_preset.value)
+    elif recipe.activation_type is QuantDtype.UINT8:
         preset = nncf.QuantizationPreset.MIXED
     estimators = {
         # Global min and max, as the other converters do (NNCF's own default averages per-sample ranges).
@@ -332,7 +353,12 @@ def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
     )
     # IgnoredScope checks that every name exists, and says which do not.
     ignored = nncf.IgnoredScope(names=list(recipe.float_nodes)) if recipe.float_nodes else None
-    return {"preset": preset, "advanced_parameters": advanced, "ignored_scope": ignored}
+    options = {"preset": preset, "advanced_parameters": advanced, "ignored_scope": ignored}
+    if recipe.nncf_model_type is NNCFModelType.TRANSFORMER:
+        options["model_type"] = nncf.ModelType.TRANSFORMER
+    if recipe.bias_correction is BiasCorrection.FULL:
+        options["fast_bias_correction"] = False
+    return options
 
 
 def accuracy_control(
@@ -358,6 +384,7 @@ def accuracy_control(
         _fix_batch(ov, model, job.recipe.static_batch)
     calibration = _samples(job.calibration, job, inputs, model)
     validation = list(enumerate(_samples(evaluation, job, inputs, model)))
+    recipe, _ = _from_model(model, job.recipe)  # the settings convert() would choose for this graph
 
     def validate(compiled: Any, items: Any) -> float:
         port = compiled.output(outputs[0])
@@ -367,7 +394,7 @@ def accuracy_control(
             values.append(compiled(sample)[port])
         return float(score(np.concatenate(values), np.asarray(indices)))
 
-    options = _nncf_options(job.recipe, notes)
+    options = _nncf_options(recipe, notes)
     advanced = options.pop("advanced_parameters")
     try:
         with _nncf_log(logging.INFO) as log:  # accuracy control reports what it reverted only there

@@ -48,7 +48,7 @@ def _convert(tmp_path, model, data, **recipe):
 
 
 def test_an_ir_wrong_at_a_dynamic_batch_is_saved_at_batch_1(tmp_path):
-    model, data = one_by_one_blocks(size=4, width=16, expand=64)
+    model, data = one_by_one_blocks(size=4, width=16, expand=64, activation="relu")
     source, xml, converted = _convert(tmp_path, model, data)
     assert converted.inputs[0].shape == (1, 4, 4, 3)
     note = next(n for n in converted.notes if "dynamic batch" in n)
