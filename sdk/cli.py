@@ -329,6 +329,31 @@ def doctor(
     show_doctor(facts)
 
 
+@app.command()
+@handles_errors
+def devices(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Check only these devices (default: all in the inventory).")] = None,
+    inventory: Annotated[Optional[list[Path]], typer.Option("-i", "--inventory", help="devices.toml or edgekit.toml with [devices.NAME] tables (default: ./devices.toml and ./edgekit.toml); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Reach each device of the inventory: reachable, authenticated, free disk, runtimes, CPU, governor, temperatures."""
+    from edgekit.benchmarks.remote.check import check_device, format_row
+    from edgekit.targets.devices import load_inventory, select
+
+    chosen = select(load_inventory(inventory), names)
+    statuses = []
+    for device in chosen:
+        status = check_device(device)
+        statuses.append(status)
+        if not as_json:
+            print(format_row(status), flush=True)
+    if as_json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+    failed = [s.name for s in statuses if not s.ok]
+    if failed:
+        raise _fail(f"{len(failed)} device(s) failed the check: {', '.join(failed)}", EXIT_FAILED)
+
+
 from edgekit.serving.command import serve as _serve  # noqa: E402  (typer only; the server loads inside)
 
 app.command("serve")(handles_errors(_serve))
