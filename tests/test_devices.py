@@ -372,3 +372,17 @@ def test_vendor_binary_route_with_openvinos_benchmark_app(cli, lab, inventory, t
     assert m["latency"] is not None, (m["skipped"], m["backend"]["output_tail"])
     assert m["latency"]["p50_ms"] > 0 and m["latency"]["runs"] >= 5  # parsed from the tool's own report
     assert m["device"]["fingerprint"]["runtime"].startswith("benchmark_app")
+
+
+def test_cooldown_is_recorded_and_a_missing_sensor_is_said(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, cooldown={"seconds": 0.2, "max_temperature_c": 70}))
+    result = cli("bench", device_dist["dir"] / "cpu-fp32" / "tiny.onnx", "--device", "loopback", "-i", path, "--all",
+                 *FAST, "--json")
+    assert result.code == 0, result
+    m, = _rows(result).values()
+    cooldown = m["device"]["thermal"]["cooldown"]
+    assert cooldown["fixed_s"] == 0.2
+    if m["device"]["thermal"]["before"]["temperatures_c"] is None:  # this host exposes no thermal zone
+        assert "no temperature sensor" in cooldown["note"]
+    else:
+        assert "waited_s" in cooldown
