@@ -75,6 +75,7 @@ def test_devices_lists_the_loopback_device(cli, lab, inventory, tmp_path):
          ["devices.pi.binary", "required for runner = 'benchmark_app'"]),
         ('[devices.pi]\ntransport = "ssh"\nhost = "pi"\ntarget = "cpu"\n[devices.pi.cooldown]\nmax_temp = 60\n',
          ["devices.pi.cooldown.max_temp", "did you mean 'max_temperature_c'"]),
+        ('[devices.pi]\ntransport = "ssh"\nhost = "pi"\ntarget = "cpu"\nname = "other"\n', ["devices.pi.name", "unknown key"]),
     ],
 )
 def test_bad_inventory_is_exit_2_naming_file_and_key(cli, inventory, table, fragments):
