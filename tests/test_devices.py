@@ -151,9 +151,18 @@ def test_adb_with_no_device_attached_is_a_clear_error(cli, adb_server, inventory
     assert "Traceback" not in result.stderr
 
 
+def _default_adb_servers() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "fork-server" in " ".join(p.info["cmdline"] or [])
+            and "tcp:5037" in " ".join(p.info["cmdline"] or [])}
+
+
 def test_adb_server_not_running_is_unreachable(cli, inventory):
     path = inventory(f'[devices.phone]\ntransport = "adb"\ntarget = "cpu"\nadb_server = "127.0.0.1:{free_port()}"\n')
+    before = _default_adb_servers()
     status, = json.loads(cli("devices", "-i", path, "--json").stdout)
+    assert _default_adb_servers() <= before  # no adb server started on the user's behalf
     assert not status["reachable"] and "not reachable" in status["error"] and "adb start-server" in status["error"]
 
 
