@@ -80,6 +80,14 @@ def handles_errors(command):
     return wrapper
 
 
+def _why_failed(artifact) -> str:
+    if artifact.accuracy_aware and not artifact.accuracy_aware.get("met"):
+        return " (accuracy-aware search missed its goal)"
+    if artifact.repair and not artifact.repair.get("met"):
+        return f" (not repaired: {artifact.repair.get('fault') or 'no candidate met the tolerance'})"
+    return ""
+
+
 @app.command()
 @handles_errors
 def convert(
@@ -96,6 +104,7 @@ def convert(
     evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data for --accuracy-aware: .npz with inputs and 'labels'.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Goal of --accuracy-aware: accuracy drop vs the source (0-1; default: the profile's).")] = None,
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Goal of --accuracy-aware without labels: output cosine similarity to the source.")] = None,
+    no_repair: Annotated[bool, typer.Option("--no-repair", help="Leave an int8 artifact that misses its tolerance failed instead of searching for a repair.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -117,6 +126,7 @@ def convert(
         accuracy_aware=accuracy_aware,
         max_accuracy_drop=max_accuracy_drop,
         min_cosine=min_cosine,
+        repair=not no_repair,
         progress=Progress(quiet=quiet or as_json),
     )
     if as_json:
@@ -124,9 +134,7 @@ def convert(
     elif not quiet:
         print(f"wrote {manifest.path} ({len(manifest.artifacts)} artifacts)", file=sys.stderr)
     if not manifest.passed:
-        failed = [f"{a.target}/{a.format}" + (" (accuracy-aware search missed its goal)"
-                  if a.accuracy_aware and not a.accuracy_aware.get("met") else "")
-                  for a in manifest.artifacts if not a.passed]
+        failed = [f"{a.target}/{a.format}" + _why_failed(a) for a in manifest.artifacts if not a.passed]
         failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
         raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
 

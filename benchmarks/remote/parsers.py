@@ -17,8 +17,15 @@ _REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \
 _RUNNING = re.compile(r"Running benchmark for at least")
 
 
+_UNIT = r"(ms|us|µs|s)\b"  # benchmark_app prints us for fast models, ms otherwise
+
+
 def _float(text: str) -> float:
     return float(text)
+
+
+def _ms(found: re.Match) -> float:
+    return float(found.group(1)) * {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}[found.group(2)]
 
 
 def parse_benchmark_model(text: str) -> dict[str, Any]:
@@ -84,18 +91,15 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
     """OpenVINO benchmark_app (`[ INFO ] Median: 2.61 ms` and friends; older builds print one `Latency:` line)."""
     result: dict[str, Any] = {"tool": "benchmark_app"}
     latency: dict[str, Any] = {}
-    patterns = {
-        "p50_ms": rf"\bMedian:\s*({NUMBER})\s*ms", "mean_ms": rf"\bAverage:\s*({NUMBER})\s*ms",
-        "min_ms": rf"\bMin:\s*({NUMBER})\s*ms", "max_ms": rf"\bMax:\s*({NUMBER})\s*ms",
-    }
+    patterns = {"p50_ms": "Median", "mean_ms": "Average", "min_ms": "Min", "max_ms": "Max"}
     for line in text.splitlines():
-        for key, pattern in patterns.items():
-            found = re.search(pattern, line)
+        for key, label in patterns.items():
+            found = re.search(rf"\b{label}:\s*({NUMBER})\s*{_UNIT}", line)
             if found:
-                latency[key] = _float(found.group(1))
-        single = re.search(rf"\bLatency:\s*({NUMBER})\s*ms", line)
+                latency[key] = _ms(found)
+        single = re.search(rf"\bLatency:\s*({NUMBER})\s*{_UNIT}", line)
         if single:
-            latency.setdefault("p50_ms", _float(single.group(1)))  # benchmark_app's single figure is the median
+            latency.setdefault("p50_ms", _ms(single))  # benchmark_app's single figure is the median
         count = re.search(r"\bCount:\s*(\d+)\s*iterations", line)
         if count:
             latency["runs"] = int(count.group(1))

@@ -30,7 +30,8 @@ def prepare_binary(transport, device) -> dict[str, Any]:
     return {"path": path, "describe": f"{device.runner.value} ({path})"}
 
 
-def flags(tool: str, model: str, settings, accelerator: str | None, threads: int | None, precision: str | None) -> list[str]:
+def flags(tool: str, model: str, settings, accelerator: str | None, threads: int | None, precision: str | None,
+          inputs=()) -> list[str]:
     """The tool's own flags for edgekit's bench settings."""
     runs = max(settings.min_runs, 1)
     if tool == "benchmark_model":
@@ -49,6 +50,9 @@ def flags(tool: str, model: str, settings, accelerator: str | None, threads: int
                 "-niter", str(runs)]
         if threads:
             argv += ["-nthreads", str(threads)]
+        if any(None in spec.shape for spec in inputs):  # benchmark_app refuses a dynamic shape (STACK.md)
+            argv += ["-shape", ",".join(f"{s.name}[{','.join(str(d or settings.batch) for d in s.shape)}]"
+                                        for s in inputs)]
         if precision == "fp32" and (accelerator or "CPU") == "CPU":
             argv += ["-infer_precision", "f32"]  # this CPU would run fp32 in bf16 otherwise (STACK.md)
         return argv
@@ -65,7 +69,7 @@ def run_binary(transport, device, binary: dict[str, Any], item, remote_model: st
     accelerator, _ = _placement(item.artifact, item.recipe, settings)
     threads = settings.threads or (item.recipe.threads if item.recipe else None)
     argv = [binary["path"], *flags(tool, remote_model, settings, accelerator if accelerator != "CPU" else None,
-                                    threads, item.artifact.precision or None)]
+                                    threads, item.artifact.precision or None, item.artifact.inputs)]
     done = transport.run_guarded(argv, timeout, device.workdir)
     output = f"{done.stdout}\n{done.stderr}"
     parsed = PARSERS[tool](output)
