@@ -74,6 +74,8 @@ def benchmark(
     progress: Progress = SILENT,
     devices: list | None = None,
     all_artifacts: bool = False,
+    cluster: Any = None,
+    cluster_devices: list[str] | None = None,
 ) -> Report:
     """Benchmark artifacts (a manifest, an output directory, or .tflite/.onnx/.xml files) and judge budgets.
 
@@ -82,6 +84,9 @@ def benchmark(
     exists). `budgets`: `KEY=VALUE` strings or a dict; they override the target profile's.
     `devices`: inventory Devices (edgekit.targets.devices) to measure on instead of this host, each
     running the artifacts built for the target it realizes (every artifact with `all_artifacts`).
+    `cluster`: a Ray head address or a connected edgekit.cluster.Cluster: each artifact runs on a
+    healthy device slot of the cluster realizing its target (`cluster_devices`: only these slots),
+    one job per device at a time; an artifact no slot realizes is measured on this host, and said.
     """
     settings = settings or Settings()
     settings.check()
@@ -94,6 +99,12 @@ def benchmark(
         from edgekit.benchmarks.remote.bench import plan
 
         pairs = plan(devices, items, all_artifacts)  # bad input is exit 2 before anything runs
+    on_cluster = None
+    if cluster is not None:
+        from edgekit.cluster import bench as cluster_bench, connect
+
+        cluster = connect(cluster)
+        on_cluster = cluster_bench.plan(cluster, items, cluster_devices, all_artifacts, progress)
     source_inputs = _source_inputs(items, manifest)
     dataset = _load_data(data, source_inputs)
     reference_outputs, reference_metrics, reference_note = _reference(reference, manifest, dataset, progress)
@@ -107,8 +118,11 @@ def benchmark(
         if dataset is not None:
             data_file = Path(scratch) / "data.npz"
             np.savez(data_file, **dataset.arrays)
-        for item, measurement, outputs_file in _measurements(items, pairs, settings, data_file, dataset, source_inputs,
-                                                             Path(scratch), progress):
+        measured = (_measurements(items, pairs, settings, data_file, dataset, source_inputs, Path(scratch), progress)
+                    if on_cluster is None else
+                    _cluster_measurements(cluster, on_cluster, items, settings, data_file, dataset, source_inputs,
+                                          Path(scratch), progress))
+        for item, measurement, outputs_file in measured:
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
             _score(measurement, outputs_file, dataset, reference_outputs, reference_metrics)
@@ -136,6 +150,22 @@ def _measurements(items, pairs, settings, data_file, dataset, source_inputs, scr
         done = run_on_device(device, chosen, settings, dataset, source_inputs, scratch, progress)
         for item, (measurement, outputs_file) in zip(chosen, done, strict=True):
             yield item, measurement, outputs_file
+
+
+def _cluster_measurements(cluster, on_cluster, items, settings, data_file, dataset, source_inputs, scratch: Path,
+                          progress):
+    """As _measurements, with the device jobs on the cluster; results in item order, as a local run."""
+    from edgekit.cluster import bench as cluster_bench
+
+    done = cluster_bench.run(cluster, on_cluster, items, settings, dataset, source_inputs, scratch, progress)
+    for index, item in enumerate(items):
+        if index in done:
+            measurement, outputs_file = done[index]
+        else:
+            progress.info(f"benchmarking {item.name} ...")
+            measurement = _measure(item, settings, data_file, source_inputs, scratch / str(index))
+            outputs_file = scratch / str(index) / "outputs.npz"
+        yield item, measurement, outputs_file
 
 
 def _flag_budgets(budgets) -> dict[str, budget_rules.Budget]:

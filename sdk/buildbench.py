@@ -20,7 +20,7 @@ from edgekit.targets.schema import Format
 
 
 def bench_targets(config: BuildConfig, manifest: Manifest, selected: list[str], cache: BuildCache,
-                  rebench: bool, progress: Progress):
+                  rebench: bool, progress: Progress, cluster: Any = None):
     """(Report, names measured now, names taken from the cache) for the selected targets' artifacts."""
     from edgekit.benchmarks.measurement import Report, Result
     from edgekit.benchmarks.runner import Settings
@@ -38,7 +38,7 @@ def bench_targets(config: BuildConfig, manifest: Manifest, selected: list[str], 
     cached = [f"{a.target}/{a.format}" for a, k in chosen if (a, k) not in todo]
     if cached:
         progress.info(f"benchmarks {'up to date' if not todo else 'cached'}: {', '.join(cached)} (--rebench measures again)")
-    fresh = _measure(config, manifest, todo, settings, progress) if todo else {}
+    fresh = _measure(config, manifest, todo, settings, progress, cluster) if todo else {}
     # An errored measurement is reported, never cached: a crash may be the host's, not the artifact's.
     cache.bench.update({k: v for k, v in fresh.items() if not v["measurement"]["error"]})
     results, run_settings = [], None
@@ -64,14 +64,15 @@ def _key(artifact: Artifact, config: BuildConfig, settings, host: dict[str, Any]
                    "settings": run, "host": host, "data": data, "reference": reference, "edgekit": edgekit_version()})
 
 
-def _measure(config: BuildConfig, manifest: Manifest, todo, settings, progress: Progress) -> dict[str, dict[str, Any]]:
+def _measure(config: BuildConfig, manifest: Manifest, todo, settings, progress: Progress,
+             cluster: Any = None) -> dict[str, dict[str, Any]]:
     """Benchmark just these artifacts, through a manifest listing only them; bench key -> cache entry."""
     from edgekit.benchmarks.runner import benchmark
 
     subset = Manifest(source=manifest.source, artifacts=[a for a, _ in todo], calibration=manifest.calibration)
     with tempfile.TemporaryDirectory(prefix="edgekit-build-bench-") as scratch:
         subset.write(Path(scratch) / "manifest.json")
-        report = benchmark(subset.path, data=config.evaluation, settings=settings, progress=progress)
+        report = benchmark(subset.path, data=config.evaluation, settings=settings, progress=progress, cluster=cluster)
     entries = {}
     for (artifact, key), result in zip(todo, report.results, strict=True):
         result.measurement.path = str(artifact.path)  # not the path through the scratch manifest

@@ -92,6 +92,7 @@ def build(
     bench: bool = True,
     rebench: bool = False,
     progress: Progress = SILENT,
+    cluster: Any = None,
 ) -> BuildResult:
     """Convert every target of `config` whose inputs changed, benchmark, judge budgets, write reports.
 
@@ -100,12 +101,16 @@ def build(
     `only`: target names to build (others keep what the previous build made).
     `force`: convert even up-to-date targets. `bench=False`: convert only, write no reports.
     `rebench`: measure again instead of reusing cached measurements.
+    `cluster`: a Ray head address (HOST:PORT) or a connected edgekit.cluster.Cluster (default: the
+    config's [cluster] address): conversion jobs run on its CPU nodes, benchmarks on the device
+    slots `edgekit devices attach` advertised for each artifact's target.
     Bad input raises an EdgekitError before anything in the output directory changes.
     """
     started = time.perf_counter()
     config = config if isinstance(config, BuildConfig) else load_config(config)
     selected = _select(config, only)
     _check_calibration(config)
+    cluster = _connect(config, cluster)  # an address that does not answer: exit 2 before anything starts
     with output_lock(config.output):
         cache = BuildCache.load(config.output)
         old = _previous_manifest(config.output)
@@ -121,7 +126,7 @@ def build(
         source = _check_inputs(config, old, stale)  # bad input stops here, before a line is printed
         for name in selected:
             progress.info(f"{name}: {'building (' + stale[name] + ')' if name in stale else UP_TO_DATE}")
-        manifest = _convert_and_publish(config, old, source, stale, keys, cache, progress)
+        manifest = _convert_and_publish(config, old, source, stale, keys, cache, progress, cluster)
         for name, reason in stale.items():
             states[name] = f"built ({reason})"
         result = BuildResult(config, manifest, targets=states)
@@ -129,11 +134,24 @@ def build(
             from edgekit.buildbench import bench_targets
 
             result.report, result.benchmarked, result.bench_cached = bench_targets(
-                config, manifest, selected, cache, rebench, progress)
+                config, manifest, selected, cache, rebench, progress, cluster)
             result.reports = _write_reports(config, result.report, cache, progress)
             cache.save()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _connect(config: BuildConfig, cluster: Any):
+    if cluster is None and config.cluster is None:
+        return None
+    from edgekit.cluster import connect
+
+    if cluster is not None:
+        return connect(cluster)
+    try:
+        return connect(config.cluster)
+    except InputError as exc:
+        raise config.error("cluster.address", str(exc).replace(f"--cluster {config.cluster}: ", "")) from None
 
 
 def _select(config: BuildConfig, only: list[str] | None) -> list[str]:
@@ -206,7 +224,8 @@ def _check_inputs(config: BuildConfig, old: Manifest | None, stale: dict[str, st
 
 
 def _convert_and_publish(config: BuildConfig, old: Manifest | None, source, stale: dict[str, str],
-                         keys: dict[str, dict[str, str]], cache: BuildCache, progress: Progress) -> Manifest:
+                         keys: dict[str, dict[str, str]], cache: BuildCache, progress: Progress,
+                         cluster: Any = None) -> Manifest:
     fresh = None
     staging = None
     dropped = {a.target for a in old.artifacts} - set(config.targets) if old else set()
@@ -218,7 +237,7 @@ def _convert_and_publish(config: BuildConfig, old: Manifest | None, source, stal
 
             fresh = convert(source, [config.targets[n].target for n in stale], calibration=config.calibration,
                             calibration_samples=config.calibration_samples, output=staging / "out",
-                            preprocess=config.preprocess, progress=progress)
+                            preprocess=config.preprocess, progress=progress, cluster=cluster)
             _note_irreproducible(fresh, keys, cache)
         manifest = _merge(config, old, fresh, stale)
         with interrupts_held():

@@ -166,6 +166,7 @@ def bench(
     raw_samples: Annotated[bool, typer.Option("--raw-samples", help="Keep every latency sample in the JSON report (default: quantiles, a histogram and the first 200).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table.")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="A Ray head HOST:PORT: run on the device slots `edgekit devices attach` advertised there (needs edgekit[cluster]).")] = None,
 ) -> None:
     """Benchmark artifacts on their runtimes and judge latency, memory, size and accuracy budgets."""
     from edgekit import reports
@@ -173,7 +174,11 @@ def bench(
     from edgekit.console import Progress
 
     devices = []
-    if device:
+    if cluster is not None:
+        from edgekit.cluster import connect
+
+        cluster = connect(cluster)  # an address that does not answer: exit 2 before anything runs
+    if device and cluster is None:
         from edgekit.targets.devices import bench_devices
 
         devices, meant_accelerator = bench_devices(device, inventory)
@@ -185,12 +190,13 @@ def bench(
             if not (quiet or as_json):
                 print(f"edgekit: note: --device {accelerator} is the runtime's device here (no inventory device of "
                       f"that name); it is spelled --accelerator now", file=sys.stderr)
-    if all_artifacts and not devices:
+    if all_artifacts and not devices and not (cluster is not None and device):
         raise InputError("--all needs --device NAME (it picks which artifacts run on a device)")
     settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
                         backend=backend, device=accelerator, strict=strict, timeout=timeout, raw_samples=raw_samples)
     result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
-                       progress=Progress(quiet=quiet or as_json), devices=devices, all_artifacts=all_artifacts)
+                       progress=Progress(quiet=quiet or as_json), devices=devices, all_artifacts=all_artifacts,
+                       cluster=cluster, cluster_devices=device if cluster is not None else None)
     for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
                         (junit, reports.write_junit), (html, reports.write_html)):
         if path is not None:
@@ -215,13 +221,14 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was built and decided as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table; failures still go to stderr.")] = False,
     publish: Annotated[Optional[Path], typer.Option("--publish", help="After a passing build, add its verified artifacts to model store STORE as the next version (see `edgekit serve`).")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="A Ray head HOST:PORT (default: the config's [cluster] address): convert on its CPU nodes, benchmark on its device slots (needs edgekit[cluster]).")] = None,
 ) -> None:
     """Convert, benchmark and gate the model as edgekit.toml says, redoing only what changed."""
     from edgekit.building import build as run_build
     from edgekit.console import Progress
 
     result = run_build(config, only=only, force=force, bench=not no_bench, rebench=rebench,
-                       progress=Progress(quiet=quiet or as_json))
+                       progress=Progress(quiet=quiet or as_json), cluster=cluster)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
@@ -347,7 +354,28 @@ def doctor(
     show_doctor(facts)
 
 
-@app.command()
+class _DevicesGroup(TyperGroup):
+    """`edgekit devices [NAMES]` checks devices; `edgekit devices attach ...` is the one subcommand."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+devices_app = typer.Typer(cls=_DevicesGroup, rich_markup_mode=None, add_completion=False,
+                          help="Check the inventory's devices (`edgekit devices [NAMES]`), or attach them to a Ray cluster.",
+                          context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.command("check")
 @handles_errors
 def devices(
     names: Annotated[Optional[list[str]], typer.Argument(help="Check only these devices (default: all in the inventory).")] = None,
@@ -370,6 +398,24 @@ def devices(
     failed = [s.name for s in statuses if not s.ok]
     if failed:
         raise _fail(f"{len(failed)} device(s) failed the check: {', '.join(failed)}", EXIT_FAILED)
+
+
+
+
+@devices_app.command("attach")
+@handles_errors
+def devices_attach(
+    cluster: Annotated[str, typer.Option("--cluster", help="The Ray head to join, HOST:PORT.")],
+    names: Annotated[Optional[list[str]], typer.Argument(help="Attach only these devices (default: all in the inventory).")] = None,
+    inventory: Annotated[Optional[list[Path]], typer.Option("-i", "--inventory", "--config", help="devices.toml or edgekit.toml with [devices.NAME] tables (default: ./devices.toml and ./edgekit.toml); repeatable.")] = None,
+    cpus: Annotated[int, typer.Option("--num-cpus", help="CPUs this host lends the cluster for conversion jobs (0: devices only).")] = 1,
+) -> None:
+    """Join the cluster as a node and advertise each device that passes its check as an exclusive slot; stays in the foreground."""
+    from edgekit.cluster.attach import attach
+
+    code = attach(cluster, inventory, names, cpus)
+    if code:
+        raise typer.Exit(code)
 
 
 from edgekit.serving.command import serve as _serve  # noqa: E402  (typer only; the server loads inside)

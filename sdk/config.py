@@ -71,6 +71,10 @@ class BenchSection(_Strict):
     devices: list[str] = Field(default_factory=list)  # also measure on these inventory devices ([devices.NAME])
 
 
+class ClusterSection(_Strict):
+    address: str | None = None  # a Ray head, HOST:PORT; `edgekit build --cluster` overrides it
+
+
 class ConfigFile(_Strict):
     """The file as written."""
 
@@ -80,6 +84,7 @@ class ConfigFile(_Strict):
     output: OutputSection = Field(default_factory=OutputSection)
     bench: BenchSection = Field(default_factory=BenchSection)
     devices: dict[str, Any] = Field(default_factory=dict)  # [devices.NAME], checked by edgekit.targets.devices
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
 
 
 @dataclass
@@ -109,6 +114,7 @@ class BuildConfig:
     reports: list[str]
     bench: BenchSection
     devices: dict[str, Any] = field(default_factory=dict)  # name -> edgekit.targets.devices.Device
+    cluster: str | None = None  # [cluster] address
 
     def error(self, key: str, message: str) -> InputError:
         """An error naming this file and `key`, as every config error does."""
@@ -158,7 +164,7 @@ def from_dict(data: dict[str, Any], path: Path, *, label: str | None = None, pre
         calibration=_under(base, raw.data.calibration), evaluation=_under(base, raw.data.evaluation),
         calibration_samples=raw.data.calibration_samples, labels=None, preprocess=raw.model.preprocess,
         targets={}, output=_under(base, raw.output.dir), reports=[k.value for k in raw.output.reports],
-        bench=raw.bench,
+        bench=raw.bench, cluster=raw.cluster.address,
     )
     _check_model(config)
     _check_data(config)

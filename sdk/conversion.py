@@ -55,6 +55,7 @@ def convert(
     min_cosine: float | None = None,
     repair: bool = True,
     progress: Progress = SILENT,
+    cluster: Any = None,
 ) -> Manifest:
     """Convert `model` for each target into each of its formats, verify, and write `output/manifest.json`.
 
@@ -71,6 +72,9 @@ def convert(
     (or on labelled `evaluation` with the profile's max_accuracy_drop); see converters/repair.py.
     Returns the manifest; `manifest.passed` is False when any artifact failed verification
     or its accuracy-aware search (or repair) found nothing meeting the goal.
+    `cluster`: a Ray cluster address (HOST:PORT) or a connected edgekit.cluster.Cluster: each
+    (target, format) group is then converted and verified as one job on the cluster's CPU nodes
+    (same bytes as here); an address that does not answer is an InputError before anything runs.
     """
     if calibration_samples < 1:
         raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
@@ -81,6 +85,10 @@ def convert(
     calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
     evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
     _prepare_output(output)
+    if cluster is not None:
+        from edgekit.cluster import connect
+
+        cluster = connect(cluster)
     # Everything is validated before the first line is printed: bad input gets one line.
     progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
     if calib is not None:
@@ -90,7 +98,10 @@ def convert(
 
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
     try:
-        manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress, repair)
+        if cluster is not None:
+            manifest = _run_on_cluster(cluster, source, plans, calib, evaluation_data, staging, verify_artifacts, progress, repair)
+        else:
+            manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress, repair)
         manifest.skipped = skipped
         _publish(staging, output, manifest)
     finally:
@@ -205,6 +216,15 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
             continue
         manifest.artifacts.append(artifact)
         progress.info(_outcome_line(label, artifact))
+    return manifest
+
+
+def _run_on_cluster(cluster, source, plans, calib, evaluation, staging, verify_artifacts, progress) -> Manifest:
+    from edgekit.cluster.convert import run_plans
+
+    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
+    manifest.artifacts, manifest.errors = run_plans(cluster, source, plans, calib, evaluation, staging,
+                                                    verify_artifacts, progress)
     return manifest
 
 
