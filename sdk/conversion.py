@@ -219,12 +219,13 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
     return manifest
 
 
-def _run_on_cluster(cluster, source, plans, calib, evaluation, staging, verify_artifacts, progress) -> Manifest:
+def _run_on_cluster(cluster, source, plans, calib, evaluation, staging, verify_artifacts, progress,
+                    repair: bool = True) -> Manifest:
     from edgekit.cluster.convert import run_plans
 
     manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
     manifest.artifacts, manifest.errors = run_plans(cluster, source, plans, calib, evaluation, staging,
-                                                    verify_artifacts, progress)
+                                                    verify_artifacts, progress, repair)
     return manifest
 
 

@@ -126,8 +126,9 @@ def test_cluster_build_matches_a_local_build_and_benchmarks_on_the_device(farm, 
         if artifact["format"] != "openvino":
             assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     report = json.loads((remote / "dist" / "reports" / "report.json").read_text())
-    assert [r["name"].split("@")[1] for r in report["results"]] == ["loopback"] * 3
-    assert all(r["device"]["name"] == "loopback" and r["latency"] for r in report["results"])
+    measured = [r["measurement"] for r in report["results"]]
+    assert [m["name"] for m in measured] == [f"cpu/{f}@loopback" for f in ("tflite", "onnx", "openvino")]
+    assert all(m["device"]["name"] == "loopback" and m["latency"] and not m["error"] for m in measured)
     assert "unplugged" not in done.stderr or "out of rotation" in done.stderr
     junit = ET.parse(remote / "dist" / "reports" / "junit.xml").getroot()
     assert int(junit.get("tests", junit[0].get("tests") if len(junit) else 0)) >= 1

@@ -16,7 +16,8 @@ from edgekit.console import Progress
 POLL_S = 1.0
 
 
-def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: bool, progress: Progress):
+def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: bool, progress: Progress,
+              repair: bool = True):
     """(artifacts with their files written under `staging`, error entries), in plan order."""
     from edgekit.cluster import jobs
     from edgekit.cluster.board import progress_line, remote_board
@@ -37,7 +38,7 @@ def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: 
         job = f"convert:{plan.target.name}/{plan.format.value}"
         ray.get(board.submitted.remote(job, "convert"))
         ref = task.remote(board, job, shared[0], name, plan.target, plan.format.value, shared[1], shared[2],
-                          plan.goal, verify)
+                          plan.goal, verify, repair)
         pending[ref] = (index, job)
     progress.info(f"cluster {cluster.address}: {len(plans)} conversion job(s) on {len(cluster.cpu_nodes())} CPU node(s)")
     outcomes: dict[int, Any] = {}
@@ -81,13 +82,13 @@ def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: 
     return artifacts, errors
 
 
-def _tracked_convert(board, job, blob, name, target, fmt, calib, evaluation, goal, verify):
+def _tracked_convert(board, job, blob, name, target, fmt, calib, evaluation, goal, verify, repair):
     import ray
 
     from edgekit.cluster.jobs import convert_group, where
 
     ray.get(board.started.remote(job, where()))
-    result = convert_group(blob, name, target, fmt, calib, evaluation, goal, verify)
+    result = convert_group(blob, name, target, fmt, calib, evaluation, goal, verify, repair)
     board.done.remote(job)
     return result
 
@@ -107,6 +108,10 @@ def _unpack(outcome: dict[str, Any], staging: Path, artifact_from) -> tuple[list
 
 def _lost(job: str, exc: Exception, entry: dict[str, Any] | None) -> str:
     starts = (entry or {}).get("starts", [])
+    cause = getattr(exc, "cause", None)
+    if cause is not None and not getattr(exc, "__class__", type).__name__.endswith(("DiedError", "CrashedError")):
+        where = starts[-1].get("node", "?")[:12] if starts else "?"
+        return f"{type(cause).__name__} on node {where}: {str(cause).splitlines()[-1][:300] if str(cause) else ''}"
     nodes = ", ".join(f"{s.get('host', '?')} (node {s.get('node', '?')[:12]})" for s in starts) or "no node"
     retried = " after one retry" if len(starts) > 1 else ""
     return f"cluster job lost{retried}: ran on {nodes}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

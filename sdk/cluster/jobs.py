@@ -46,7 +46,7 @@ def where() -> dict[str, str]:
 
 
 def convert_group(source_tar: bytes, source_name: str, target, fmt: str, calibration, evaluation,
-                  goal, verify: bool) -> dict[str, Any]:
+                  goal, verify: bool, repair: bool = True) -> dict[str, Any]:
     """One (target, format) group, converted and verified by `edgekit.convert` in a scratch folder.
 
     Returns {"manifest": that run's manifest (paths relative to it), "files": {relative path: bytes},
@@ -54,14 +54,15 @@ def convert_group(source_tar: bytes, source_name: str, target, fmt: str, calibra
     """
     from edgekit.conversion import convert
 
+    calibration, evaluation = _writable(calibration), _writable(evaluation)
     with tempfile.TemporaryDirectory(prefix="edgekit-cluster-job-") as scratch:
         root = Path(scratch)
         with tarfile.open(fileobj=io.BytesIO(source_tar)) as tar:
             tar.extractall(root / "source", filter="data")
         output = root / "out"
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"repair": repair, "evaluation": evaluation}
         if goal is not None:
-            options = {"accuracy_aware": True, "evaluation": evaluation, "max_accuracy_drop": goal.max_accuracy_drop,
+            options |= {"accuracy_aware": True, "max_accuracy_drop": goal.max_accuracy_drop,
                        "min_cosine": goal.min_cosine}
         manifest = convert(root / "source" / source_name, [target], formats=[fmt], calibration=calibration,
                            calibration_samples=calibration.samples if calibration is not None else 1,
@@ -71,3 +72,13 @@ def convert_group(source_tar: bytes, source_name: str, target, fmt: str, calibra
             for part in artifact.files():
                 files[part.relative_to(output).as_posix()] = part.read_bytes()
         return {"manifest": json.loads((output / "manifest.json").read_text()), "files": files, "where": where()}
+
+
+def _writable(data):
+    """A Dataset whose arrays the runtimes may write: Ray hands out object-store arrays read-only."""
+    if data is None:
+        return None
+    from edgekit.dataset import Dataset
+
+    labels = None if data.labels is None else data.labels.copy()
+    return Dataset({k: v.copy() for k, v in data.arrays.items()}, labels, data.origin)

@@ -49,6 +49,9 @@ class DeviceSlot:
         from edgekit.benchmarks.remote.bench import run_on_device
         from edgekit.console import SILENT
 
+        from edgekit.cluster.jobs import _writable
+
+        dataset = _writable(dataset)
         ray.get(board.started.remote(job, self.place))
         with tempfile.TemporaryDirectory(prefix="edgekit-slot-") as scratch:
             root = Path(scratch)
