@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test perf clean
+.PHONY: demo test perf zoo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ perf: $(STAMP)
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+
+# The architecture zoo (tests/zoo): trains ~20 models (cached in ~/.cache/edgekit-zoo), converts each
+# for cpu, gpu, npu and cpu-fp32 in every format, benchmarks them and writes docs/coverage.md.
+# About an hour on a 2-core host; not part of `make test` (which runs a two-model subset).
+zoo: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,torch]'
+	nice -n 5 $(PY) -m tests.zoo.coverage all
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks
