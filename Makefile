@@ -20,7 +20,7 @@ test: $(STAMP)
 
 # One pytest process per runtime for latency: runtimes slow each other down inside one process.
 perf: $(STAMP)
-	$(PY) -m pytest tests/perf -k "conversion or own_tool or cold_start" -o addopts="" -q -s
+	$(PY) -m pytest tests/perf -k "conversion or own_tool or cold_start or rebuild" -o addopts="" -q -s
 	for fmt in tflite onnx openvino; do \
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done

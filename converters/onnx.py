@@ -29,7 +29,7 @@ from edgekit.converters.base import ConvertJob, Converted, LayerError
 from edgekit.converters.exports import Exports
 from edgekit.converters.source import SourceModel
 from edgekit.errors import ConversionError, DataError, did_you_mean
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import Calibration, Format, IODtype, Precision, QuantDtype, Recipe
 
 # Opset 17: tf2onnx 1.17 writes it for every op we meet, and onnxruntime and OpenVINO
 # read it. quantize_static raises a model to opset 21 itself for int16 Q/DQ nodes.
@@ -78,6 +78,7 @@ def convert(job: ConvertJob) -> Converted:
     if job.source.format in ("keras", "saved_model"):  # tf2onnx traced it with TensorFlow
         tools["tensorflow"] = version_of("tensorflow") or version_of("tensorflow-cpu") or ""
     notes: list[str] = []
+    choice: dict = {}  # traits and chosen settings of a static int8 recipe
     quantization: dict[str, Quantization] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as scratch:
         if recipe.static_batch is not None:  # the shared fp32 export stays as it is; this copy is the recipe's
@@ -90,7 +91,7 @@ def convert(job: ConvertJob) -> Converted:
             model = _to_fp16(onnx.load(str(fp32)), recipe, notes)
         else:
             tools["onnxruntime"] = version_of("onnxruntime") or ""
-            model = _quantize(job, fp32, Path(scratch), notes)
+            model = _quantize(job, fp32, Path(scratch), notes, choice)
             if recipe.input_dtype in _INTEGER_IO or recipe.output_dtype in _INTEGER_IO:
                 quantization = _integer_io(model, recipe)
             if recipe.precision in (Precision.INT8_FULL, Precision.INT16X8) and (ops := _float_ops(model)):
@@ -103,6 +104,7 @@ def convert(job: ConvertJob) -> Converted:
         outputs=_specs(model.graph.output, job.source.outputs, quantization),
         tools=tools,
         notes=notes,
+        traits=choice or None,
     )
 
 
@@ -379,7 +381,17 @@ def _quant_type(q: Any, dtype: QuantDtype) -> Any:
             QuantDtype.INT16: q.QuantType.QInt16}[dtype]
 
 
-def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> Any:
+def _from_model(model: Any, recipe: Recipe, choice: dict) -> Recipe:
+    """The recipe with the settings chosen from the graph's traits (converters/traits.py), recorded in `choice`."""
+    from edgekit.converters import traits
+
+    chosen = traits.choose(traits.find(traits.onnx_nodes(model)), Format.ONNX, recipe,
+                           float_ops_allowed=recipe.precision is Precision.INT8_STATIC)
+    choice.update(chosen.to_dict(), line=chosen.line())
+    return traits.apply(recipe, chosen)
+
+
+def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str], choice: dict) -> Any:
     """The quantized model, made by onnxruntime.quantization in `scratch`."""
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
@@ -393,7 +405,8 @@ def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> A
                 notes.append("dynamic int8 with signed weights ran 4x slower than uint8 weights on ORT's x86 CPU kernels")
             q.quantize_dynamic(str(prepared), str(quantized), per_channel=recipe.per_channel, weight_type=weight_type)
         else:
-            _quantize_static(q, job, prepared, quantized)
+            recipe = _from_model(onnx.load(str(prepared), load_external_data=False), recipe, choice)
+            _quantize_static(q, job, recipe, prepared, quantized)
             if recipe.float_nodes:
                 kept = ", ".join(recipe.float_nodes)
                 notes.append(f"kept in float ({len(recipe.float_nodes)} node(s), nodes_to_exclude): {kept}")
@@ -459,8 +472,7 @@ def quantized_ops(model: Any) -> dict[str, int]:
     }
 
 
-def _quantize_static(q: Any, job: ConvertJob, prepared: Path, quantized: Path) -> None:
-    recipe = job.recipe
+def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, quantized: Path) -> None:
     activation_type = _quant_type(q, recipe.activation_type)
     weight_type = _quant_type(q, recipe.weight_type)
     if recipe.precision is Precision.INT16X8:

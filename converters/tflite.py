@@ -26,7 +26,7 @@ from edgekit.artifact import TensorSpec
 from edgekit.benchmarks.tflite_backend import TFLiteBackend
 from edgekit.converters.base import Converted, ConvertJob, LayerError
 from edgekit.errors import ConversionError, DataError, InputError, did_you_mean
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import Calibration, Format, IODtype, Precision, QuantDtype, Recipe
 
 # Precisions whose I/O can be integer: TFLite only allows it when activations are quantized.
 _INTEGER_IO = (Precision.INT8_STATIC, Precision.INT8_FULL)
@@ -54,15 +54,28 @@ def convert(job: ConvertJob) -> Converted:
         job.output.write_bytes(flatbuffer)
         tools = {"tensorflow": tf.__version__}
 
+    choice = None
     with TFLiteBackend(job.output) as backend:
         inputs = _in_source_order(backend.inputs(), job.source.inputs, "input")
         outputs = _in_source_order(backend.outputs(), job.source.outputs, "output")
+        if recipe.precision.needs_calibration:
+            choice = _traits(backend.interpreter, recipe)
         for name in backend.quantized_softmax_outputs():
             notes.append(
                 f"Output '{name}' is a softmax computed in 8 bits (scale 1/256): probabilities below about 0.004 "
                 "become 0, so verify on logits or a task metric rather than on these values."
             )
-    return Converted(inputs, outputs, tools=tools, notes=notes)
+    return Converted(inputs, outputs, tools=tools, notes=notes, traits=choice)
+
+
+def _traits(interpreter: Any, recipe: Recipe) -> dict:
+    """The converted graph's traits; TFLiteConverter has no setting to choose for them (see traits.choose)."""
+    from edgekit.converters import traits
+
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    found = traits.find(traits.tflite_nodes(interpreter._get_ops_details(), names))
+    chosen = traits.choose(found, Format.TFLITE, recipe, float_ops_allowed=False)
+    return {**chosen.to_dict(), "line": chosen.line()}
 
 
 class _TensorListError(ConversionError):

@@ -80,6 +80,8 @@ class Artifact:
     profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
+    traits: dict | None = None  # the graph's int8-relevant traits and the settings chosen for them
+    repair: dict | None = None  # the automatic repair of a missed tolerance: trials, what stayed in float
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""
@@ -101,7 +103,8 @@ class Artifact:
     @property
     def passed(self) -> bool:
         searched_ok = self.accuracy_aware is None or self.accuracy_aware.get("met", True)
-        return searched_ok and (self.verification is None or self.verification.passed)
+        repaired_ok = self.repair is None or self.repair.get("met", True)
+        return searched_ok and repaired_ok and (self.verification is None or self.verification.passed)
 
 
 def sha256_of(path: Path) -> str:

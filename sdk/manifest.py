@@ -117,6 +117,8 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "notes": artifact.notes,
         "compatibility": artifact.compatibility,
         "accuracy_aware": artifact.accuracy_aware,
+        "traits": artifact.traits,
+        "repair": artifact.repair,
     }
 
 
@@ -140,4 +142,6 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         profile=data.get("profile", ""),
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
+        traits=data.get("traits"),
+        repair=data.get("repair"),
     )
