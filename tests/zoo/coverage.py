@@ -24,7 +24,7 @@ TOOLS = ["tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxconverter
 RESULTS = Path("build/zoo")  # one JSON per architecture; docs/coverage.md is rendered from all of them
 
 
-def run_one(name: str, result_file: Path, workdir: Path, bench_time: float = 0.3, bench_runs: int = 20) -> dict:
+def run_one(name: str, result_file: Path, workdir: Path, bench_time: float = 0.1, bench_runs: int = 10) -> dict:
     """Train (or load) one architecture, convert it for every target, benchmark, and return its rows."""
     import edgekit
     from edgekit.benchmarks.runner import Settings
