@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,7 +86,7 @@ def _row(name: str, target: str, fmt: str, manifest, result) -> dict:
     if measurement.latency:
         row["p50_ms"] = measurement.latency.p50_ms
     elif "latency" in measurement.skipped:
-        row["notes"] = [f"not timed: {measurement.skipped['latency']}", *row["notes"]]
+        row["notes"] = [f"not timed ({measurement.skipped['latency'].split(' (')[0]})", *row["notes"]]
     problems = list(artifact.verification.failures) if artifact.verification else []
     problems += [f"{v.budget} {v.measured:.4f} > {v.limit}" if v.measured is not None else f"{v.budget}: {v.reason}"
                  for v in result.verdicts if v.status == "fail"]
@@ -155,15 +156,18 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
             cosine = "" if row["cosine"] is None else f"{row['cosine']:.5f}"
             change = "" if row["accuracy_change"] is None else f"{row['accuracy_change']:+.3f}"
             detail = row["reason"] or "; ".join(_short_notes(row["notes"]))
-            lines.append(f"| {row['model']} | {row['target']} | {row['format']} | {row['precision'] or ''} | "
+            precision = row["precision"] or _planned_precision(row["target"], row["format"])
+            lines.append(f"| {row['model']} | {row['target']} | {row['format']} | {precision} | "
                          f"{row['status']} | {cosine} | {change} | {ratio} | {detail.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
 def _short_notes(notes: list[str]) -> list[str]:
     """The notes that say what differs (fallbacks, fixed batch, fp32 islands), not routine ones."""
-    keep = ("fixed batch", "kept in fp32", "skip_symbolic_shape", "left in float", "quantized ops", "not timed")
-    return [_one_line(n)[:160] for n in notes if any(k in n for k in keep)]
+    keep = ("fixed batch", "kept in fp32", "skip_symbolic_shape", "left in float", "quantized ops", "not timed",
+            "repaired", "static batch")
+    notes = [re.sub(r"^not timed: ([^(;]*?) ?\(available[^)]*\)", r"not timed (\1)", n) for n in notes]
+    return [_one_line(n)[:110] for n in notes if any(k in n for k in keep)]
 
 
 def _summary(records: list[dict]) -> list[str]:
@@ -206,7 +210,18 @@ def main(argv: list[str] | None = None) -> int:
     every.add_argument("--fast", action="store_true", help=f"only {', '.join(FAST)}")
     every.add_argument("--results", type=Path, default=RESULTS)
     every.add_argument("--output", type=Path, default=Path("docs/coverage.md"))
+    table = sub.add_parser("render", help="re-render the table from the kept results")
+    table.add_argument("--results", type=Path, default=RESULTS)
+    table.add_argument("--output", type=Path, default=Path("docs/coverage.md"))
     args = parser.parse_args(argv)
+    if args.command == "render":
+        wall_file = args.results / "wall.json"
+        wall = json.loads(wall_file.read_text())["seconds"] if wall_file.exists() else None
+        records = [json.loads(p.read_text()) for p in _ordered(args.results)]
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(render(records, wall))
+        print(f"wrote {args.output} ({len(records)} architectures)")
+        return 0
     if args.command == "one":
         run_one(args.name, args.result, args.workdir)
         return 0
