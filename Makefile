@@ -25,6 +25,7 @@ perf: $(STAMP)
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_remote.py -o addopts="" -q -s
 
 # The architecture zoo (tests/zoo): trains ~20 models (cached in ~/.cache/edgekit-zoo), converts each
 # for cpu, gpu, npu and cpu-fp32 in every format, benchmarks them and writes docs/coverage.md.
