@@ -137,6 +137,12 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
     ]
     if wall_seconds is not None:
         lines += [f"Wall time of this run: {wall_seconds / 60:.1f} min.", ""]
+    from tests.zoo.architectures import ARCHITECTURES
+
+    missing = [a.name for a in ARCHITECTURES if a.name not in {r["name"] for r in records}]
+    if missing:
+        lines += [f"**Partial run**: not yet in this table: {', '.join(missing)} "
+                  "(`python -m tests.zoo.coverage all --only NAME` adds one).", ""]
     lines += _summary(records) + [""]
     lines += ["## Architectures", "", "| model | what it exercises | source | source accuracy | seconds (train/load, convert, bench) |",
               "| --- | --- | --- | --- | --- |"]
