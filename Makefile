@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test perf clean
+.PHONY: demo test perf perf-int8 clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ perf: $(STAMP)
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+
+# int8 on trained MobileNetV3/EfficientNet/Transformer/MobileNetV2 (trains each on digits first; long).
+perf-int8: $(STAMP)
+	$(PY) -m tests.perf.int8_repair .benchmarks/int8-repair
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks
