@@ -147,7 +147,10 @@ def bench(
     reference: Annotated[Optional[Path], typer.Option("--reference", help="The source model, for fidelity and accuracy drop (default: the manifest's source).")] = None,
     target: Annotated[Optional[str], typer.Option("-t", "--target", help="Target profile for runtime, device and default budgets (default: each artifact's own).")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", help="tflite | onnxruntime | openvino (default: the format's runtime).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="Device: CPU, GPU, NPU, AUTO (OpenVINO), a LiteRT delegate, or an ONNX Runtime provider (CUDA, ...).")] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="The runtime's device: CPU, GPU, NPU, AUTO (OpenVINO), a LiteRT delegate, or an ONNX Runtime provider (CUDA, ...).")] = None,
+    device: Annotated[Optional[list[str]], typer.Option("--device", help="Run on this inventory device ([devices.NAME]; see `edgekit devices`) instead of this host; repeatable.")] = None,
+    all_artifacts: Annotated[bool, typer.Option("--all", help="With --device: run every artifact there, not only those built for the device's target.")] = False,
+    inventory: Annotated[Optional[list[Path]], typer.Option("-i", "--inventory", help="devices.toml or edgekit.toml with [devices.NAME] (default: ./devices.toml and ./edgekit.toml); repeatable.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the profile's, else the runtime's).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size per inference.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed inferences before measuring.")] = 10,
@@ -169,10 +172,25 @@ def bench(
     from edgekit.benchmarks.runner import Settings, benchmark
     from edgekit.console import Progress
 
+    devices = []
+    if device:
+        from edgekit.targets.devices import bench_devices
+
+        devices, meant_accelerator = bench_devices(device, inventory)
+        if meant_accelerator:
+            if accelerator is not None or len(meant_accelerator) > 1:
+                raise InputError(f"--device {', '.join(meant_accelerator)}: not an inventory device; for the runtime's "
+                                 "device give one --accelerator")
+            accelerator = meant_accelerator[0]
+            if not (quiet or as_json):
+                print(f"edgekit: note: --device {accelerator} is the runtime's device here (no inventory device of "
+                      f"that name); it is spelled --accelerator now", file=sys.stderr)
+    if all_artifacts and not devices:
+        raise InputError("--all needs --device NAME (it picks which artifacts run on a device)")
     settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
-                        backend=backend, device=device, strict=strict, timeout=timeout, raw_samples=raw_samples)
+                        backend=backend, device=accelerator, strict=strict, timeout=timeout, raw_samples=raw_samples)
     result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
-                       progress=Progress(quiet=quiet or as_json))
+                       progress=Progress(quiet=quiet or as_json), devices=devices, all_artifacts=all_artifacts)
     for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
                         (junit, reports.write_junit), (html, reports.write_html)):
         if path is not None:

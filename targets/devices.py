@@ -213,3 +213,36 @@ def select(devices: dict[str, Device], names: list[str] | None) -> list[Device]:
         if name not in devices:
             raise InputError(f"unknown device '{name}'{did_you_mean(name, devices)}")
     return [devices[name] for name in dict.fromkeys(names)]
+
+
+# What a runtime calls its devices (bench's --accelerator); a --device value like these, with no
+# inventory device of that name, is taken as one, as bench's --device meant before devices existed.
+_ACCELERATOR_WORDS = {"CPU", "GPU", "NPU", "AUTO", "MULTI", "HETERO", "BATCH", "EDGETPU", "QNN", "CUDA", "TENSORRT",
+                      "OPENVINO", "DML", "COREML", "NNAPI", "XNNPACK", "ROCM", "MIGRAPHX"}
+
+
+def looks_like_accelerator(value: str) -> bool:
+    head = value.split(":")[0].split(".")[0].upper()
+    return (head in _ACCELERATOR_WORDS or value.endswith("ExecutionProvider") or ".so" in value
+            or value.endswith((".dylib", ".dll")))
+
+
+def bench_devices(names: list[str], inventory: list[str | Path] | None) -> tuple[list[Device], list[str]]:
+    """(inventory devices, values meant as --accelerator) for `bench --device NAME...`.
+
+    Without an inventory, a --device value is the runtime's device (the option's meaning
+    before inventories): returned as an accelerator, and the CLI says so.
+    """
+    if inventory is None and not find_inventory():
+        return [], list(names)
+    devices = load_inventory(inventory)
+    chosen, accelerators = [], []
+    for name in dict.fromkeys(names):
+        if name in devices:
+            chosen.append(devices[name])
+        elif looks_like_accelerator(name):
+            accelerators.append(name)
+        else:
+            raise InputError(f"--device {name}: unknown device{did_you_mean(name, devices)} "
+                             f"(inventory: {', '.join(sorted({d.source for d in devices.values()}))})")
+    return chosen, accelerators

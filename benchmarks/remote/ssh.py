@@ -90,6 +90,8 @@ class SSHTransport(Transport):
     def _io(self, coroutine, what: str):
         try:
             return self._call(coroutine)
+        except self._asyncssh.SFTPConnectionLost as exc:
+            raise DeviceError(f"{self._where}: connection lost during {what}: {exc.reason}") from None
         except self._asyncssh.SFTPError as exc:
             reason = exc.reason
             if "space" in reason.lower() or exc.code == 4 and "failure" in reason.lower():

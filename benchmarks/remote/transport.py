@@ -47,6 +47,7 @@ class Transport(ABC):
     """A connection to one device. Implementations raise DeviceError with one line that says what failed."""
 
     name: str = ""
+    last_push_sent: bool = False
 
     @abstractmethod
     def push(self, local: Path, remote: str) -> None:
@@ -88,7 +89,8 @@ class Transport(ABC):
     def kill_group(self, pidfile: str) -> None:
         """SIGKILL the process group whose leader's pid is in `pidfile` (a fresh command: the old channel is gone)."""
         quoted = shlex.quote(pidfile)
-        self.shell(f'[ -s {quoted} ] && kill -KILL -- -"$(cat {quoted})" 2>/dev/null; rm -f {quoted}; true', 15.0)
+        # `kill -9 -PGID`, not `kill -KILL -- -PGID`: dash (Debian's sh) rejects the `--` and kills nothing.
+        self.shell(f'[ -s {quoted} ] && kill -9 -"$(cat {quoted})" 2>/dev/null; rm -f {quoted}; true', 15.0)
 
     def _forget(self, pidfile: str) -> None:
         try:
@@ -99,21 +101,37 @@ class Transport(ABC):
     def push_addressed(self, files: list[Path], workdir: str) -> str:
         """Push files into WORKDIR/blobs/<sha256 of their contents>/ unless already there; that folder.
 
+        `self.last_push_sent` says whether anything was sent.
+
         A `.complete` marker is written last, so an interrupted push is never taken as present.
         """
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + bytes.fromhex(_sha256(path)))
-        folder = f"{workdir}/blobs/{digest.hexdigest()}"
+        folder = addressed_folder(files, workdir)
         quoted = shlex.quote(folder)
         present = self.shell(f"[ -f {quoted}/.complete ] && echo present || mkdir -p {quoted}").stdout
-        if "present" in present:
+        self.last_push_sent = "present" not in present
+        if not self.last_push_sent:
             return folder
         for path in files:
-            self.push(path, f"{folder}/{path.name}.part")
+            try:
+                self.push(path, f"{folder}/{path.name}.part")
+            except DeviceError as exc:
+                self._explain_full_disk(folder, path, exc)
+                raise
             self.shell(f"mv -f {quoted}/{shlex.quote(path.name)}.part {quoted}/{shlex.quote(path.name)}")
         self.shell(f"touch {quoted}/.complete")
         return folder
+
+    def _explain_full_disk(self, folder: str, path: Path, exc: DeviceError) -> None:
+        """A failed push on a full disk says so plainly (SFTP servers often report only 'Failure')."""
+        try:
+            done = self.shell(f"rm -f {shlex.quote(folder)}/*.part; df -Pk {shlex.quote(folder)} | tail -1")
+            free_kb = int(done.stdout.split()[3])
+        except (DeviceError, ValueError, IndexError):
+            return
+        needed_kb = path.stat().st_size // 1024 + 1
+        if free_kb < needed_kb:
+            raise DeviceError(f"disk full on the device: {free_kb} KB free under {folder.rsplit('/blobs/', 1)[0]}, "
+                              f"{path.name} needs {needed_kb} KB") from None
 
     def prepare(self, workdir: str) -> None:
         quoted = shlex.quote(workdir)
@@ -126,6 +144,14 @@ class Transport(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def addressed_folder(files: list[Path], workdir: str) -> str:
+    """Where push_addressed keeps these files on the device: named by the sha256 of their names and contents."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + bytes.fromhex(_sha256(path)))
+    return f"{workdir}/blobs/{digest.hexdigest()}"
 
 
 def _sha256(path: Path) -> str:
