@@ -25,6 +25,7 @@ perf: $(STAMP)
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_remote.py -o addopts="" -q -s
 
 # int8 on trained MobileNetV3/EfficientNet/Transformer/MobileNetV2 (trains each on digits first; long).
 perf-int8: $(STAMP)
