@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test perf zoo clean
+.PHONY: demo test perf perf-int8 zoo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ perf: $(STAMP)
 zoo: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,torch]'
 	nice -n 5 $(PY) -m tests.zoo.coverage all
+
+# int8 on trained MobileNetV3/EfficientNet/Transformer/MobileNetV2 (trains each on digits first; long).
+perf-int8: $(STAMP)
+	$(PY) -m tests.perf.int8_repair .benchmarks/int8-repair
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks
