@@ -80,6 +80,7 @@ class Artifact:
     profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
+    log: Path | None = None  # the tools' own output while it was made: DIR/logs/<target>-<format>.log
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""

@@ -117,7 +117,14 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "notes": artifact.notes,
         "compatibility": artifact.compatibility,
         "accuracy_aware": artifact.accuracy_aware,
+        "log": _relative(artifact.log, base),
     }
+
+
+def _relative(path: Path | None, base: Path | None) -> str | None:
+    if path is None:
+        return None
+    return Path(os.path.relpath(path, base)).as_posix() if base is not None else str(path)
 
 
 def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
@@ -140,4 +147,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         profile=data.get("profile", ""),
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
+        log=base / data["log"] if data.get("log") else None,
     )
