@@ -56,7 +56,11 @@ def convert(job: ConvertJob) -> Converted:
                 if float_nodes:
                     flatbuffer = _with_float_nodes(tf, converter, job, float_nodes, notes)
                 else:
-                    flatbuffer = converter.convert()
+                    from edgekit.converters.tflite_calibration import reused_calibration
+
+                    data = job.calibration if recipe.precision.needs_calibration else None
+                    with reused_calibration(data, notes, f"{job.target}/tflite"):
+                        flatbuffer = converter.convert()
         except ConversionError:
             raise
         except Exception as exc:  # TF raises ConverterError, ValueError, RuntimeError... for a model it cannot convert

@@ -81,6 +81,7 @@ class Artifact:
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
     log: Path | None = None  # the tools' own output while it was made: DIR/logs/<target>-<format>.log
+    timings: dict[str, float] | None = None  # seconds by step: export, calibrate, quantize, verify
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""

@@ -207,12 +207,15 @@ def _prepare_output(output: Path) -> None:
 def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings) -> Manifest:
     from edgekit import isolation
 
+    started = time.perf_counter()
     samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
     reference = reference_outputs(source.run, samples) if verify_artifacts else []
     manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
     exports = Exports(source, staging / ".exports")
     exports.workdir.mkdir()
+    referenced = time.perf_counter()
     shared = isolation.shared_exports(exports, plans)  # the SavedModel, made once for every child
+    exported = time.perf_counter()
     stem = source.path.stem if source.path else "model"
     work = [
         isolation.Work(index, plan, staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}",
@@ -234,6 +237,8 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
 
     with progress.step(f"converting {len(plans)} artifact(s)"):
         outcomes = isolation.run(work, context, settings, report)
+    manifest.timings = {"reference": referenced - started, "export": exported - referenced,
+                        "artifacts": time.perf_counter() - exported}
     for item in work:  # manifest order is plan order, whatever order the children finished in
         outcome = outcomes[item.index]
         if outcome.artifact is not None:
@@ -260,16 +265,23 @@ def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, sampl
     child process (edgekit.conversion_worker). `phase("verifying")` tells the parent which
     tool was running should the process die.
     """
+    from edgekit import timings
+
     staged.parent.mkdir(parents=True, exist_ok=True)
-    if plan.goal is not None:
-        artifact = _search_one(source, plan, staged, calib, evaluation, exports, progress)
-    else:
-        artifact = _convert_one(source, plan, staged, calib, exports)
-    if verify_artifacts:
-        phase("verifying")
-        _verify_one(artifact, plan, samples, reference)
+    with timings.stopwatch() as steps:
+        if plan.goal is not None:
+            artifact = _search_one(source, plan, staged, calib, evaluation, exports, progress)
+        else:
+            artifact = _convert_one(source, plan, staged, calib, exports)
+        if verify_artifacts:
+            phase("verifying")
+            with timings.timed("verify"):
+                _verify_one(artifact, plan, samples, reference)
     phase("checking placement")
     _check_placement(artifact, plan)
+    # What the converter spent beyond exporting and calibrating is its conversion and quantization.
+    quantize = max(0.0, artifact.seconds - steps.get("export", 0.0) - steps.get("calibrate", 0.0))
+    artifact.timings = {step: steps.get(step, 0.0) for step in timings.STEPS} | {"quantize": quantize}
     return artifact
 
 

@@ -91,6 +91,12 @@ def _exports(source, context, fmt):
                 raise ConversionError(context.shared["saved_model_error"])
             return super().saved_model()
 
+        def onnx_fp32(self) -> Path:
+            from edgekit import timings
+
+            with timings.timed("export"):  # the first onnx artifact pays for tf2onnx; the others reuse it
+                return super().onnx_fp32()
+
     workdir = context.staging / ".exports" / fmt.value
     workdir.mkdir(parents=True, exist_ok=True)
     return SharedExports(source, workdir)

@@ -44,6 +44,7 @@ class Manifest:
     created: str = field(default_factory=_created)
     edgekit_version: str = field(default_factory=edgekit_version)
     path: Path | None = None  # where it was written or read
+    timings: dict[str, float] | None = None  # seconds of the run's shared steps: load, export, reference, total
 
     @property
     def passed(self) -> bool:
@@ -62,6 +63,7 @@ class Manifest:
             "errors": self.errors,
             "preprocess": self.preprocess,
             "labels": self.labels,
+            **({"timings": {k: round(v, 3) for k, v in self.timings.items()}} if self.timings else {}),
         }
 
     def write(self, path: Path) -> None:
@@ -88,6 +90,7 @@ class Manifest:
             errors=data.get("errors", []),
             preprocess=data.get("preprocess"),
             labels=data.get("labels"),
+            timings=data.get("timings"),
             created=data["created"],
             edgekit_version=data["edgekit_version"],
         )
@@ -118,6 +121,7 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "compatibility": artifact.compatibility,
         "accuracy_aware": artifact.accuracy_aware,
         "log": _relative(artifact.log, base),
+        "timings": {k: round(v, 3) for k, v in artifact.timings.items()} if artifact.timings else None,
     }
 
 
@@ -148,4 +152,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
         log=base / data["log"] if data.get("log") else None,
+        timings=data.get("timings"),
     )

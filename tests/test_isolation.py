@@ -104,9 +104,11 @@ def test_verbose_streams_the_tools_output(tiny_keras_path, tmp_path):
 def test_a_hung_converter_is_stopped_and_reported(tiny_keras_path, tmp_path):
     env = faults.environment(tmp_path / "site", "cpu-fp32/onnx=hang")
     out = tmp_path / "out"
-    result = _run([tiny_keras_path, "-t", "cpu-fp32", "-f", "onnx,tflite", "-o", out, "--timeout", "20"], env)
+    # One artifact: a short limit must not catch real conversions on a loaded host (the other
+    # artifacts completing is test_each_failure_costs_its_artifact_only's job).
+    result = _run([tiny_keras_path, "-t", "cpu-fp32", "-f", "onnx", "-o", out, "--timeout", "10"], env)
     assert result.returncode == 1, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [(a["target"], a["format"]) for a in manifest["artifacts"]] == [("cpu-fp32", "tflite")]
+    assert manifest["artifacts"] == []
     (error,) = manifest["errors"]
-    assert "hung: no result after 20 s" in error["error"] and "cpu-fp32/onnx" in error["error"]
+    assert "hung: no result after 10 s" in error["error"] and "cpu-fp32/onnx" in error["error"]
