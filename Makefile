@@ -20,11 +20,12 @@ test: $(STAMP)
 
 # One pytest process per runtime for latency: runtimes slow each other down inside one process.
 perf: $(STAMP)
-	$(PY) -m pytest tests/perf -k "conversion or own_tool or cold_start" -o addopts="" -q -s
+	$(PY) -m pytest tests/perf -k "conversion or own_tool or cold_start or rebuild" -o addopts="" -q -s
 	for fmt in tflite onnx openvino; do \
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_remote.py -o addopts="" -q -s
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks

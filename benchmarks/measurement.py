@@ -122,6 +122,8 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # the artifact could not be benchmarked at all
     log: str | None = None  # the worker's own output (the runtime's banners, warnings, a crash's last words)
+    # Measured on an inventory device (`bench --device`): name, transport, fingerprint, thermal record.
+    device: dict[str, Any] | None = None
 
     def value(self, key: str) -> float | None:
         """A measured figure by budget key name, or None when it was not measured."""

@@ -73,6 +73,8 @@ def benchmark(
     settings: Settings | None = None,
     progress: Progress = SILENT,
     logs: str | Path | None = None,
+    devices: list | None = None,
+    all_artifacts: bool = False,
 ) -> Report:
     """Benchmark artifacts (a manifest, an output directory, or .tflite/.onnx/.xml files) and judge budgets.
 
@@ -81,6 +83,8 @@ def benchmark(
     exists). `budgets`: `KEY=VALUE` strings or a dict; they override the target profile's.
     `logs`: where each worker's own output goes, `bench-<target>-<format>.log` (default: logs/
     beside the manifest, else beside the first file); `progress.verbose` streams it too.
+    `devices`: inventory Devices (edgekit.targets.devices) to measure on instead of this host, each
+    running the artifacts built for the target it realizes (every artifact with `all_artifacts`).
     """
     settings = settings or Settings()
     settings.check()
@@ -89,6 +93,11 @@ def benchmark(
     logs_dir = _logs_dir(logs, items, manifest)
     for item in items:
         item.budgets = budget_rules.merge(item.budgets, flag_budgets)
+    pairs = None
+    if devices:
+        from edgekit.benchmarks.remote.bench import plan
+
+        pairs = plan(devices, items, all_artifacts)  # bad input is exit 2 before anything runs
     source_inputs = _source_inputs(items, manifest)
     dataset = _load_data(data, source_inputs)
     reference_outputs, reference_metrics, reference_note = _reference(reference, manifest, dataset, progress)
@@ -102,14 +111,11 @@ def benchmark(
         if dataset is not None:
             data_file = Path(scratch) / "data.npz"
             np.savez(data_file, **dataset.arrays)
-        for index, item in enumerate(items):
-            progress.info(f"benchmarking {item.name} ...")
-            log = logs_dir / f"bench-{item.name.replace('/', '-')}.log"
-            measurement = _measure(item, settings, data_file, source_inputs, Path(scratch) / str(index), log,
-                                   progress.verbose)
+        for item, measurement, outputs_file in _measurements(items, pairs, settings, data_file, dataset, source_inputs,
+                                                             Path(scratch), progress, logs_dir):
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
-            _score(measurement, Path(scratch) / str(index) / "outputs.npz", dataset, reference_outputs, reference_metrics)
+            _score(measurement, outputs_file, dataset, reference_outputs, reference_metrics)
             _check_placement(item, measurement)
             verdicts = [budget_rules.judge(b, measurement) for b in item.budgets.values()]
             results.append(Result(measurement, verdicts))
@@ -133,6 +139,21 @@ def _logs_dir(logs, items: list[_Item], manifest: Manifest | None) -> Path:
     except OSError as exc:
         raise InputError(f"log directory {folder} is not writable: {exc.strerror}; pass --logs DIR") from None
     return folder
+def _measurements(items, pairs, settings, data_file, dataset, source_inputs, scratch: Path, progress, logs_dir: Path):
+    """(item, Measurement, outputs.npz) on this host, or on each device of `pairs`."""
+    if pairs is None:
+        for index, item in enumerate(items):
+            progress.info(f"benchmarking {item.name} ...")
+            log = logs_dir / f"bench-{item.name.replace('/', '-')}.log"
+            measurement = _measure(item, settings, data_file, source_inputs, scratch / str(index), log, progress.verbose)
+            yield item, measurement, scratch / str(index) / "outputs.npz"
+        return
+    from edgekit.benchmarks.remote.bench import run_on_device
+
+    for device, chosen in pairs:
+        done = run_on_device(device, chosen, settings, dataset, source_inputs, scratch, progress)
+        for item, (measurement, outputs_file) in zip(chosen, done, strict=True):
+            yield item, measurement, outputs_file
 
 
 def _flag_budgets(budgets) -> dict[str, budget_rules.Budget]:

@@ -27,6 +27,8 @@ _EXTRAS = {
     "starlette": "serve",
     "uvicorn": "serve",
     "prometheus_client": "serve",
+    "asyncssh": "devices",
+    "adbutils": "devices",
 }
 
 

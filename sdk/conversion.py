@@ -51,6 +51,7 @@ def convert(
     accuracy_aware: bool = False,
     max_accuracy_drop: float | None = None,
     min_cosine: float | None = None,
+    repair: bool = True,
     progress: Progress = SILENT,
     logs: str | Path | None = None,
     timeout: float | None = None,
@@ -66,8 +67,11 @@ def convert(
     `accuracy_aware` (or a profile's `[accuracy_aware] enabled`): for int8-static/int8-full
     recipes, search for the fastest recipe whose accuracy on `evaluation` stays within
     `max_accuracy_drop` (needs labels) or `min_cosine`; what was tried is in the manifest.
+    `repair` (and a profile's `repair`, default true): an int8 artifact that misses its tolerance
+    is searched for again by itself, judged on held-out calibration samples against the source
+    (or on labelled `evaluation` with the profile's max_accuracy_drop); see converters/repair.py.
     Returns the manifest; `manifest.passed` is False when any artifact failed verification
-    or its accuracy-aware search found nothing meeting the goal, or could not be produced
+    or its accuracy-aware search (or repair) found nothing meeting the goal, or could not be produced
     (`manifest.errors`: a converter's exception or crash, a hang past `timeout` seconds, a
     runtime that cannot load the file; each costs that (target, format) only).
     `logs`: where the tools' own output goes (default `output/logs`): `<target>-<format>.log`
@@ -104,7 +108,7 @@ def convert(
     try:
         with toollog.capture(source_log, tee=progress.verbose):
             manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress,
-                            logs_dir, settings)
+                            logs_dir, settings, repair)
             manifest.skipped = skipped
             _publish(staging, output, manifest)
     finally:
@@ -204,7 +208,8 @@ def _prepare_output(output: Path) -> None:
         raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
 
 
-def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings) -> Manifest:
+def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings,
+         repair: bool = True) -> Manifest:
     from edgekit import isolation
 
     started = time.perf_counter()
@@ -224,7 +229,7 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
     ]
     context = isolation.Context(source=source, calibration=calib, evaluation=evaluation, samples=samples,
                                 reference=reference, verify=verify_artifacts, staging=staging, shared=shared,
-                                verbose=progress.verbose)
+                                verbose=progress.verbose, repair=repair)
 
     def report(item: isolation.Work, outcome: isolation.Outcome) -> None:
         plan = item.plan
@@ -258,7 +263,8 @@ def _log_name(log: Path, output: Path) -> str:
 
 
 def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, samples, reference,
-            verify_artifacts: bool, progress: Progress = SILENT, phase=lambda name: None) -> Artifact:
+            verify_artifacts: bool, progress: Progress = SILENT, phase=lambda name: None,
+            repair: bool = True) -> Artifact:
     """One artifact: convert (or search) `plan` into `staged`, verify it, check its op placement.
 
     The single place one (target, format) is produced; it runs inside that format group's
@@ -277,6 +283,9 @@ def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, sampl
             phase("verifying")
             with timings.timed("verify"):
                 _verify_one(artifact, plan, samples, reference)
+            phase("repairing")
+            artifact = _repair_if_needed(source, plan, artifact, calib, evaluation, exports, staged.parent.parent,
+                                         samples, reference, repair, progress)
     phase("checking placement")
     _check_placement(artifact, plan)
     # What the converter spent beyond exporting and calibrating is its conversion and quantization.
@@ -295,6 +304,7 @@ def _convert_one(source, plan: _Plan, staged: Path, calib, exports) -> Artifact:
 def _artifact(plan: _Plan, path: Path, converted, seconds: float, **extra: Any) -> Artifact:
     """The Artifact for a file a converter (or the accuracy-aware search) wrote for `plan`."""
     recipe = plan.recipe
+    extra.setdefault("traits", converted.traits)
     artifact = Artifact(
         target=plan.target.name,
         format=plan.format.value,
@@ -340,7 +350,8 @@ def _attach_goals(plans, source, evaluation, flag: bool, max_drop: float | None,
     if not searched:
         if flag:
             raise InputError("--accuracy-aware: no int8-static or int8-full recipe among the targets to search")
-        return None
+        # Labelled evaluation data still serves the automatic repair (accuracy instead of agreement).
+        return load_dataset(evaluation, source.inputs) if evaluation is not None else None
     if evaluation is None:
         first = searched[0]
         raise DataError(
@@ -368,6 +379,41 @@ def _search_one(source, plan: _Plan, staged: Path, calib, evaluation, exports, p
     artifact = _artifact(plan, staged, result.converted, time.perf_counter() - started, accuracy_aware=result.to_dict())
     artifact.notes += result.notes
     return artifact
+
+
+def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation, exports, staging: Path,
+                      samples, reference, enabled: bool, progress) -> Artifact:
+    """The artifact, or its repair when it missed its tolerance (converters/repair.py)."""
+    from edgekit.converters.repair import needs_repair, repair
+
+    check = artifact.verification
+    if calib is None or plan.goal is not None or check is None:
+        return artifact
+    if not needs_repair(plan.target, plan.format, plan.recipe, check.passed, enabled):
+        return artifact
+    label = f"{plan.target.name}/{plan.format.value}"
+    progress.info(f"repairing {label}: {'; '.join(check.failures)}")
+    workdir = staging / ".repair" / plan.target.name / plan.format.value
+    try:
+        outcome = repair(source, plan.target, plan.format, plan.recipe, calib, evaluation, exports, workdir, progress)
+    except ConversionError as exc:
+        artifact.notes.append(f"automatic repair could not run: {exc}")
+        return artifact
+    progress.info(f"{label}: {outcome.line()}")
+    if not outcome.met:
+        artifact.repair = {**outcome.to_dict(), "line": outcome.line()}
+        return artifact
+    for part in artifact.files():
+        part.unlink(missing_ok=True)
+    os.replace(outcome.result.path, artifact.path)
+    if plan.format is Format.OPENVINO:
+        os.replace(outcome.result.path.with_suffix(".bin"), artifact.path.with_suffix(".bin"))
+    plan.recipe = outcome.result.recipe  # verification and the manifest describe what was kept
+    repaired = _artifact(plan, artifact.path, outcome.result.converted, artifact.seconds + outcome.seconds,
+                         repair={**outcome.to_dict(), "line": outcome.line(), "before": check.failures})
+    repaired.notes += outcome.result.notes + outcome.notes
+    _verify_one(repaired, plan, samples, reference)
+    return repaired
 
 
 def _verify_one(artifact: Artifact, plan: _Plan, samples: Dataset, reference) -> None:
@@ -416,6 +462,10 @@ def _search_line(search: dict | None) -> str:
     return (f"accuracy-aware search {verdict} after {len(search.get('trials', []))} trial(s){kept}: "
             f"accuracy {_pct(before.get('accuracy'))} -> {_pct(after.get('accuracy'))}, "
             f"cosine {_num(before.get('cosine'))} -> {_num(after.get('cosine'))}")
+
+
+def _traits_line(traits: dict | None) -> str:
+    return (traits or {}).get("line", "")
 
 
 def _pct(value) -> str:
@@ -470,7 +520,9 @@ def _outcome_line(label: str, artifact: Artifact) -> str:
         status = "verified" if check.passed else "FAILED verification: " + "; ".join(check.failures)
         verdict = f"{status} (cosine {check.cosine:.5f}, max abs err {check.max_abs_error:.3g}{top1}, {check.samples} samples)"
     notes = "".join(f"\n    note: {n}" for n in artifact.notes)
-    extra = [line for line in (_search_line(artifact.accuracy_aware), _placement_line(artifact.compatibility)) if line]
+    lines = (_traits_line(artifact.traits), _search_line(artifact.accuracy_aware),
+             (artifact.repair or {}).get("line", ""), _placement_line(artifact.compatibility))
+    extra = [line for line in lines if line]
     notes = "".join(f"\n    {line}" for line in extra) + notes
     return f"{'ok' if artifact.passed else 'FAIL'} {label}: {size} in {artifact.seconds:.1f}s, {verdict}{notes}"
 

@@ -56,7 +56,8 @@ def _produce(item, source, context, exports, phase):
 
     try:
         artifact = produce(source, plan, item.staged, context.calibration, context.evaluation, exports,
-                           context.samples, context.reference, context.verify, Progress(stream=sys.stderr), tracked)
+                           context.samples, context.reference, context.verify, Progress(stream=sys.stderr), tracked,
+                           context.repair)
         return isolation.Outcome(artifact=artifact)
     except Exception as exc:  # any exception costs this artifact only; the traceback stays in its log
         traceback.print_exc()
@@ -65,15 +66,24 @@ def _produce(item, source, context, exports, phase):
 
 
 def _source(context):
-    """The parent's SourceModel, re-loaded from its file only when a search must run it."""
-    source = context.source
-    plans_search = context.shared.get("needs_source")
-    if not plans_search:
-        return source
-    from edgekit.converters.source import load_source
+    """The parent's SourceModel; its model object is loaded from the file only if a step needs it
+    (a search or repair runs the source; a static-batch export re-traces a Keras model)."""
+    from edgekit.converters.source import SourceModel, load_source
 
-    loaded = load_source(context.shared.get("source_file") or source.path)
-    source.handle = loaded.handle
+    class LazySource(SourceModel):
+        @property
+        def handle(self):
+            if self.__dict__.get("_handle") is None and self.__dict__.get("_file") is not None:
+                self.__dict__["_handle"] = load_source(self.__dict__["_file"]).handle
+            return self.__dict__.get("_handle")
+
+        @handle.setter
+        def handle(self, value):
+            self.__dict__["_handle"] = value
+
+    parent = context.source
+    source = LazySource(parent.format, parent.path, parent.inputs, parent.outputs, parent.sha256)
+    source.__dict__["_file"] = context.shared.get("source_file") or parent.path
     return source
 
 
@@ -84,12 +94,12 @@ def _exports(source, context, fmt):
     class SharedExports(Exports):
         """The parent's SavedModel; this group's own ONNX export (tf2onnx runs in the child)."""
 
-        def saved_model(self) -> Path:
-            if "saved_model" in context.shared:
+        def saved_model(self, batch: int | None = None) -> Path:
+            if batch is None and "saved_model" in context.shared:
                 return context.shared["saved_model"]
-            if "saved_model_error" in context.shared:
+            if batch is None and "saved_model_error" in context.shared:
                 raise ConversionError(context.shared["saved_model_error"])
-            return super().saved_model()
+            return super().saved_model(batch)  # a static-batch export is this group's own
 
         def onnx_fp32(self) -> Path:
             from edgekit import timings

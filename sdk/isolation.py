@@ -39,6 +39,9 @@ TOOLS = {
     (Format.ONNX, "verifying"): "ONNX Runtime",
     (Format.OPENVINO, "converting"): "OpenVINO convert_model / NNCF",
     (Format.OPENVINO, "verifying"): "OpenVINO Runtime",
+    (Format.TFLITE, "repairing"): "TFLiteConverter (repair)",
+    (Format.ONNX, "repairing"): "onnxruntime.quantization (repair)",
+    (Format.OPENVINO, "repairing"): "NNCF (repair)",
 }
 
 
@@ -96,6 +99,7 @@ class Context:
     staging: Path
     shared: dict[str, Any]  # saved_model path or saved_model_error, source_file for searches
     verbose: bool = False
+    repair: bool = True  # an int8 artifact that misses its tolerance is searched for again (converters/repair.py)
 
 
 @dataclass
@@ -119,12 +123,10 @@ def shared_exports(exports, plans) -> dict[str, Any]:
             shared["saved_model"] = exports.saved_model()
         except Exception as exc:  # each artifact that needs it fails with this reason
             shared["saved_model_error"] = f"Keras could not export the SavedModel: {_first_line(exc)}"
-    if any(p.goal is not None for p in plans):
-        shared["needs_source"] = True  # the accuracy-aware search runs the source itself
-        if source.path is None:  # an in-memory model travels as a file
-            target = exports.workdir / "source.keras"
-            source.handle.save(target)
-            shared["source_file"] = target
+    if source.path is None:  # an in-memory model travels as a file, for children that must run or re-trace it
+        target = exports.workdir / "source.keras"
+        source.handle.save(target)
+        shared["source_file"] = target
     return shared
 
 

@@ -122,6 +122,8 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "accuracy_aware": artifact.accuracy_aware,
         "log": _relative(artifact.log, base),
         "timings": {k: round(v, 3) for k, v in artifact.timings.items()} if artifact.timings else None,
+        "traits": artifact.traits,
+        "repair": artifact.repair,
     }
 
 
@@ -153,4 +155,6 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         accuracy_aware=data.get("accuracy_aware"),
         log=base / data["log"] if data.get("log") else None,
         timings=data.get("timings"),
+        traits=data.get("traits"),
+        repair=data.get("repair"),
     )

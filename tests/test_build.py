@@ -5,7 +5,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -88,18 +87,15 @@ def test_init_then_build_produces_every_artifact_and_report(initialized):
     assert sorted(summary["benchmarked"]) == ["cpu/onnx", "cpu/openvino", "cpu/tflite"]
 
 
-def test_second_build_is_up_to_date_within_3_seconds(initialized):
+def test_second_build_is_up_to_date_and_writes_nothing(initialized):
+    """How long the up-to-date rebuild takes is measured in tests/perf/test_rebuild.py, not here."""
     command = [EDGEKIT, "build", "-c", str(initialized["config"])]
     subprocess.run(command, capture_output=True, text=True)  # settles reports left by other tests
     before = snapshot(initialized["folder"] / "dist")
-    started = time.perf_counter()
     again = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    print(f"up-to-date rebuild: {seconds:.2f} s")
     assert again.returncode == 0, again.stderr
     assert "cpu: up to date" in again.stderr and "converting" not in again.stderr
     assert "benchmarks up to date" in again.stderr and "reports: up to date" in again.stderr
-    assert seconds < 3.0, again.stderr
     assert snapshot(initialized["folder"] / "dist") == before  # not a byte written
 
 
