@@ -110,6 +110,7 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "runtime": artifact.runtime,
         "device": artifact.device,
         "inputs": [t.to_dict() for t in artifact.inputs],
+        "layout": artifact.layout,
         "outputs": [t.to_dict() for t in artifact.outputs],
         "verification": asdict(artifact.verification) if artifact.verification else None,
         "tools": artifact.tools,
@@ -140,4 +141,5 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         profile=data.get("profile", ""),
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
+        layout=data.get("layout"),
     )

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "onnxruntime", "openvino", "onnx", "nncf", "keras", "ai_edge_litert")
+HEAVY = ("tensorflow", "onnxruntime", "openvino", "onnx", "nncf", "keras", "ai_edge_litert", "torch", "litert_torch")
 
 _PROBE = """
 import sys
