@@ -27,6 +27,7 @@ _EXTRAS = {
     "torch": "torch",
     "onnxscript": "torch",
     "litert_torch": "torch",
+    "ai_edge_quantizer": "torch",
     "starlette": "serve",
     "uvicorn": "serve",
     "prometheus_client": "serve",

@@ -51,17 +51,19 @@ def _by_key(manifest):
 
 def test_two_input_module_converts_for_every_target(two_inputs, two_calibration, tmp_path):
     module, example = two_inputs
-    manifest = edgekit.convert(module, TARGETS, example_inputs=example, formats=["onnx", "openvino"],
+    manifest = edgekit.convert(module, TARGETS, example_inputs=example, formats=["tflite", "onnx", "openvino"],
                                calibration=two_calibration, output=tmp_path)
     assert manifest.passed and not manifest.errors
     artifacts = _by_key(manifest)
-    assert set(artifacts) == {(t, f) for t in TARGETS for f in ("onnx", "openvino")}
+    assert set(artifacts) == {(t, f) for t in TARGETS for f in ("tflite", "onnx", "openvino")}
     for artifact in artifacts.values():
         assert [s.name for s in artifact.inputs] == ["image", "features"]
         assert artifact.layout == "NCHW" and artifact.inputs[0].shape[1:] == (3, 16, 16)
         assert artifact.verification.cosine > 0.99, artifact
         assert "torch" in artifact.tools
     assert artifacts[("npu", "onnx")].inputs[0].dtype == "int8"
+    assert artifacts[("npu", "tflite")].inputs[0].dtype == "int8"
+    assert artifacts[("gpu", "tflite")].inputs[0].dtype == "float32"
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["source"]["format"] == "torch"
     assert {a["layout"] for a in saved["artifacts"]} == {"NCHW"}
@@ -89,10 +91,11 @@ def test_input_names_rename_the_program_inputs(two_inputs, tmp_path):
 
 
 def test_nhwc_layout_from_an_nchw_model_verifies(cli, cnn_pt2, cnn_calibration, tmp_path):
-    result = cli("convert", cnn_pt2, "-t", "cpu", "-t", "cpu-fp32", "-f", "onnx,openvino", "-c", cnn_calibration,
+    result = cli("convert", cnn_pt2, "-t", "cpu", "-t", "cpu-fp32", "-f", "tflite,onnx,openvino", "-c", cnn_calibration,
                  "--preprocess", "layout=NHWC", "-o", tmp_path, "-q")
     assert result.code == 0, result
     saved = json.loads((tmp_path / "manifest.json").read_text())
+    assert {a["format"] for a in saved["artifacts"]} == {"tflite", "onnx", "openvino"}
     for artifact in saved["artifacts"]:
         assert artifact["layout"] == "NHWC"
         assert artifact["inputs"][0]["shape"][1:] == [32, 32, 3]
