@@ -143,11 +143,38 @@ class _Inverse(torch.nn.Module):
         return torch.linalg.inv(x).sum(-1)
 
 
+class _Spectrum(torch.nn.Module):
+    """torch.fft.rfft: litert-torch and torch.onnx lower it, OpenVINO's PyTorch frontend has no rule."""
+
+    def forward(self, x):
+        return torch.fft.rfft(x).abs()
+
+
 def test_an_op_an_exporter_cannot_lower_fails_that_artifact_naming_the_op(cli, tmp_path):
-    path = tmp_path / "inverse.pt2"
-    torch.export.save(torch.export.export(_Inverse(), (torch.eye(4)[None] + 0.1,)), path)
-    result = cli("convert", path, "-t", "cpu-fp32", "-f", "onnx,openvino", "-o", tmp_path / "out", "-q")
+    path = tmp_path / "spectrum.pt2"
+    torch.export.save(torch.export.export(_Spectrum(), (torch.rand(1, 16),)), path)
+    result = cli("convert", path, "-t", "cpu-fp32", "-o", tmp_path / "out", "-q")
     assert result.code == 1, result
-    errors = {e["format"]: e["error"] for e in json.loads((tmp_path / "out" / "manifest.json").read_text())["errors"]}
-    assert "linalg_inv" in errors["onnx"] and "linalg_inv" in errors["openvino"], errors
+    saved = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(e["format"], "fft_r2c" in e["error"]) for e in saved["errors"]] == [("openvino", True)]
+    assert sorted(a["format"] for a in saved["artifacts"]) == ["onnx", "tflite"]
     assert "Traceback" not in result.stderr
+
+
+def test_the_onnx_exporter_names_the_op_it_cannot_translate(two_inputs, tmp_path):
+    manifest = edgekit.convert(_Inverse(), "cpu-fp32", example_inputs=(torch.eye(4)[None] + 0.1,), formats=["onnx"],
+                               output=tmp_path)
+    assert not manifest.passed
+    assert "linalg_inv" in manifest.errors[0]["error"] and "ONNX" in manifest.errors[0]["error"]
+
+
+def test_an_onnx_artifact_with_external_data_is_two_files(tmp_path):
+    from edgekit.artifact import Artifact
+
+    model = tmp_path / "big.onnx"
+    model.write_bytes(b"graph")
+    artifact = Artifact("cpu", "onnx", "fp32", model, "onnxruntime", "CPU", [], [], {}, 0.0)
+    assert artifact.files() == [model]
+    (tmp_path / "big.onnx.data").write_bytes(b"weights")
+    artifact.fingerprint()
+    assert artifact.files() == [model, tmp_path / "big.onnx.data"] and artifact.bytes == len(b"graphweights")
