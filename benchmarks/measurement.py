@@ -121,6 +121,8 @@ class Measurement:
     skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not measured
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # the artifact could not be benchmarked at all
+    # Measured on an inventory device (`bench --device`): name, transport, fingerprint, thermal record.
+    device: dict[str, Any] | None = None
 
     def value(self, key: str) -> float | None:
         """A measured figure by budget key name, or None when it was not measured."""

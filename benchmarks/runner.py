@@ -72,12 +72,16 @@ def benchmark(
     budgets: list[str] | dict[str, float] | None = None,
     settings: Settings | None = None,
     progress: Progress = SILENT,
+    devices: list | None = None,
+    all_artifacts: bool = False,
 ) -> Report:
     """Benchmark artifacts (a manifest, an output directory, or .tflite/.onnx/.xml files) and judge budgets.
 
     `data`: an .npz (inputs + optional `labels`), dict of arrays, or Dataset, for accuracy
     and fidelity. `reference`: the source model (defaults to a manifest's source when it
     exists). `budgets`: `KEY=VALUE` strings or a dict; they override the target profile's.
+    `devices`: inventory Devices (edgekit.targets.devices) to measure on instead of this host, each
+    running the artifacts built for the target it realizes (every artifact with `all_artifacts`).
     """
     settings = settings or Settings()
     settings.check()
@@ -85,6 +89,11 @@ def benchmark(
     items, manifest = _collect(paths, target, settings)
     for item in items:
         item.budgets = budget_rules.merge(item.budgets, flag_budgets)
+    pairs = None
+    if devices:
+        from edgekit.benchmarks.remote.bench import plan
+
+        pairs = plan(devices, items, all_artifacts)  # bad input is exit 2 before anything runs
     source_inputs = _source_inputs(items, manifest)
     dataset = _load_data(data, source_inputs)
     reference_outputs, reference_metrics, reference_note = _reference(reference, manifest, dataset, progress)
@@ -98,12 +107,11 @@ def benchmark(
         if dataset is not None:
             data_file = Path(scratch) / "data.npz"
             np.savez(data_file, **dataset.arrays)
-        for index, item in enumerate(items):
-            progress.info(f"benchmarking {item.name} ...")
-            measurement = _measure(item, settings, data_file, source_inputs, Path(scratch) / str(index))
+        for item, measurement, outputs_file in _measurements(items, pairs, settings, data_file, dataset, source_inputs,
+                                                             Path(scratch), progress):
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
-            _score(measurement, Path(scratch) / str(index) / "outputs.npz", dataset, reference_outputs, reference_metrics)
+            _score(measurement, outputs_file, dataset, reference_outputs, reference_metrics)
             _check_placement(item, measurement)
             verdicts = [budget_rules.judge(b, measurement) for b in item.budgets.values()]
             results.append(Result(measurement, verdicts))
@@ -113,6 +121,21 @@ def benchmark(
     from edgekit.targets.hardware import host_facts
 
     return Report(results, host_facts(), settings_dict, _created(), edgekit_version())
+
+
+def _measurements(items, pairs, settings, data_file, dataset, source_inputs, scratch: Path, progress):
+    """(item, Measurement, outputs.npz) on this host, or on each device of `pairs`."""
+    if pairs is None:
+        for index, item in enumerate(items):
+            progress.info(f"benchmarking {item.name} ...")
+            yield item, _measure(item, settings, data_file, source_inputs, scratch / str(index)), scratch / str(index) / "outputs.npz"
+        return
+    from edgekit.benchmarks.remote.bench import run_on_device
+
+    for device, chosen in pairs:
+        done = run_on_device(device, chosen, settings, dataset, source_inputs, scratch, progress)
+        for item, (measurement, outputs_file) in zip(chosen, done, strict=True):
+            yield item, measurement, outputs_file
 
 
 def _flag_budgets(budgets) -> dict[str, budget_rules.Budget]:

@@ -30,6 +30,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from edgekit.benchmarks.base import DeviceUnavailable
     from edgekit.benchmarks.measurement import LatencyStats
     from edgekit.benchmarks.registry import backend_class
+    from edgekit.benchmarks.timedloop import timed_loop
 
     disable_telemetry()
     result: dict[str, Any] = {"skipped": {}, "notes": []}
@@ -79,7 +80,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         result["load_ms"] = load_ns / 1e6
         result["first_inference_ms"] = first_ns / 1e6
         result["model_memory_mb"] = model_rss / 2**20
-        timings = _latency(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"])
+        timings = timed_loop(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"])
         result["latency"] = LatencyStats.from_ns(timings, batch, raw=job.get("raw_samples", False)).__dict__
 
     if data is not None:
@@ -114,23 +115,6 @@ def peak_rss_mb() -> float:
 
 def _zeros(inputs, batch: int) -> dict[str, np.ndarray]:
     return {s.name: np.zeros((batch, *(d or 1 for d in s.shape[1:])), dtype=s.dtype) for s in inputs}
-
-
-def _latency(infer, feeds, warmup: int, min_runs: int, min_time: float, max_time: float) -> list[int]:
-    """Time single inferences until both min_runs and min_time are reached (max_time caps it)."""
-    for _ in range(warmup):
-        infer(feeds)
-    timings: list[int] = []
-    clock = time.perf_counter_ns
-    deadline_min = clock() + int(min_time * 1e9)
-    deadline_max = clock() + int(max_time * 1e9)
-    while True:
-        start = clock()
-        infer(feeds)
-        end = clock()
-        timings.append(end - start)
-        if (len(timings) >= min_runs and end >= deadline_min) or end >= deadline_max:
-            return timings
 
 
 def main() -> None:

@@ -153,13 +153,15 @@ def search(
     exports: Exports,
     workdir: Path,
     progress: Progress = SILENT,
+    float_layers: bool = True,
 ) -> SearchResult:
     """Search for the fastest int8 recipe derived from `recipe` that meets `goal` on `evaluation`.
 
     `goal.max_accuracy_drop` needs `evaluation.labels`; `goal.min_cosine` compares with the source's
     outputs; with both, a candidate must meet both (`goal.enabled` is not read here). Candidates
     are written into `workdir`; only the chosen one is left there (`result.path`) for the caller
-    to move into place.
+    to move into place. `float_layers=False` (a full-integer NPU recipe) tries calibration and
+    recipe changes only; when they miss, the format's per-layer ranking is still recorded.
     """
     _check(fmt, recipe, goal, evaluation)
     judge = _Judge(goal, evaluation, reference_outputs(source.run, evaluation))
@@ -176,8 +178,10 @@ def search(
             run.notes.append(f"{fmt.value} calibrates with {recipe.calibration.value} only: no other calibration tried")
     if not run.met() and not recipe.per_channel:
         run.attempt("per-channel weights", run.best().recipe.model_copy(update={"per_channel": True}))
-    if not run.met():
+    if not run.met() and float_layers:
         run.float_layers()
+    elif not run.met():
+        run.rank_only()
     return run.result()
 
 
@@ -264,6 +268,17 @@ class _Search:
             kept = tuple(dict.fromkeys((*base.recipe.float_nodes, *nodes)))  # on top of any the profile keeps
             if self.attempt(description, base.recipe.model_copy(update={"float_nodes": kept})).passed:
                 return
+
+    def rank_only(self) -> None:
+        """The per-layer ranking of the most accurate candidate, to name what no recipe change fixed."""
+        if self.fmt is Format.OPENVINO:
+            self.notes.append("OpenVINO: NNCF ranks layers only by reverting them to float; no ranking without float layers")
+            return
+        base = self.best()
+        try:
+            self.ranking = _rank(self.fmt, self.job(base.recipe, base.path), base.converted)  # type: ignore[arg-type]
+        except ConversionError as exc:
+            self.notes.append(f"could not rank layers: {exc}")
 
     def _ranked(self, base: Trial) -> list[tuple[str, tuple[str, ...]]]:
         """TFLite and ONNX: the tool's per-layer errors, tried as growing groups of float layers."""

@@ -42,6 +42,7 @@ class Converted:
     outputs: list[TensorSpec]  # in the source's output order
     tools: dict[str, str] = field(default_factory=dict)  # package -> version used
     notes: list[str] = field(default_factory=list)  # anything a user should know (fallbacks, warnings)
+    traits: dict | None = None  # the graph's traits and the settings chosen for them (converters/traits.py)
 
 
 @dataclass

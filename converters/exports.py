@@ -18,8 +18,14 @@ class Exports:
         self._saved_model: Path | None = None
         self._onnx: Path | None = None
 
-    def saved_model(self) -> Path:
-        """A SavedModel directory of the source (Keras and SavedModel sources only)."""
+    def saved_model(self, batch: int | None = None) -> Path:
+        """A SavedModel directory of the source (Keras and SavedModel sources only).
+
+        With `batch`, a Keras source is exported with its serving signature traced at that
+        batch size (static shapes all through, which TFLite needs for recurrent layers).
+        """
+        if batch is not None:
+            return self._static_saved_model(batch)
         if self.source.format == "saved_model":
             return self.source.path  # type: ignore[return-value]
         if self.source.format != "keras":
@@ -29,6 +35,18 @@ class Exports:
             self.source.handle.export(str(target), format="tf_saved_model", verbose=False)
             self._saved_model = target
         return self._saved_model
+
+    def _static_saved_model(self, batch: int) -> Path:
+        if self.source.format != "keras":
+            raise ConversionError(f"a {self.source.format} source cannot be re-traced at batch {batch}")
+        target = self.workdir / f"saved_model_batch{batch}"
+        if not target.exists():
+            import tensorflow as tf
+
+            specs = [tf.TensorSpec([batch, *s.shape[1:]], s.dtype, name=s.name) for s in self.source.inputs]
+            signature = specs if len(specs) == 1 else [specs]  # a multi-input model takes one list
+            self.source.handle.export(str(target), format="tf_saved_model", verbose=False, input_signature=signature)
+        return target
 
     def onnx_fp32(self) -> Path:
         """An fp32 ONNX file of the source, for quantization and for OpenVINO."""

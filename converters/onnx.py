@@ -8,8 +8,10 @@ QuantizeLinear after each input and the DequantizeLinear before each output.
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
+import os
 import re
 import tempfile
 import warnings
@@ -27,13 +29,15 @@ from edgekit.converters.base import ConvertJob, Converted, LayerError
 from edgekit.converters.exports import Exports
 from edgekit.converters.source import SourceModel
 from edgekit.errors import ConversionError, DataError, did_you_mean
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import Calibration, Format, IODtype, Precision, QuantDtype, Recipe
 
 # Opset 17: tf2onnx 1.17 writes it for every op we meet, and onnxruntime and OpenVINO
 # read it. quantize_static raises a model to opset 21 itself for int16 Q/DQ nodes.
 OPSET = 17
 
 _INTEGER_IO = (IODtype.INT8, IODtype.UINT8)
+# Ops whose bodies are subgraphs: float16 conversion keeps them in fp32 (see _to_fp16).
+_CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
 # tf2onnx's generated names end in a counter: `Transpose__35`, `const_fold_opt__43`, `unk__44`.
 _GENERATED = re.compile(r"__(\d+)")
 
@@ -74,6 +78,7 @@ def convert(job: ConvertJob) -> Converted:
     if job.source.format in ("keras", "saved_model"):  # tf2onnx traced it with TensorFlow
         tools["tensorflow"] = version_of("tensorflow") or version_of("tensorflow-cpu") or ""
     notes: list[str] = []
+    choice: dict = {}  # traits and chosen settings of a static int8 recipe
     quantization: dict[str, Quantization] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as scratch:
         if recipe.static_batch is not None:  # the shared fp32 export stays as it is; this copy is the recipe's
@@ -86,7 +91,7 @@ def convert(job: ConvertJob) -> Converted:
             model = _to_fp16(onnx.load(str(fp32)), recipe, notes)
         else:
             tools["onnxruntime"] = version_of("onnxruntime") or ""
-            model = _quantize(job, fp32, Path(scratch), notes)
+            model = _quantize(job, fp32, Path(scratch), notes, choice)
             if recipe.input_dtype in _INTEGER_IO or recipe.output_dtype in _INTEGER_IO:
                 quantization = _integer_io(model, recipe)
             if recipe.precision in (Precision.INT8_FULL, Precision.INT16X8) and (ops := _float_ops(model)):
@@ -99,6 +104,7 @@ def convert(job: ConvertJob) -> Converted:
         outputs=_specs(model.graph.output, job.source.outputs, quantization),
         tools=tools,
         notes=notes,
+        traits=choice or None,
     )
 
 
@@ -115,8 +121,45 @@ def _from_saved_model(path: Path, tf2onnx: Any) -> Any:
     # tf2onnx traces a function of positional tensors; a signature takes keywords only.
     # The function returns the signature's dict, so outputs keep the signature's names.
     function = tf.function(lambda *args: signature(**dict(zip(names, args))), input_signature=specs)
-    model, _ = tf2onnx.convert.from_function(function, specs, opset=OPSET)
+    model, _ = tf2onnx.convert.from_function(
+        function, specs, opset=OPSET, custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])}
+    )
+    _captures_to_initializers(model, function.get_concrete_function(*specs))
     return model
+
+
+def _captures_to_initializers(model: Any, concrete: Any) -> None:
+    """Turn the tensors a traced function captured into constants of the graph.
+
+    Keras layers that hold plain tensors rather than variables (Normalization's mean and
+    variance, a positional `keras.ops.arange`) are captured by the traced function, and
+    tf2onnx's from_function lists every captured placeholder as a graph input: EfficientNet
+    got 3 inputs for 1. Their values are known, so they become initializers.
+    """
+    numpy_helper = require("onnx").numpy_helper
+    captured = {
+        placeholder.name: value
+        for value, placeholder in zip(concrete.captured_inputs, concrete.graph.internal_captures)
+        if value.dtype != require("tensorflow").resource
+    }
+    graph = model.graph
+    for value in list(graph.input):
+        if value.name in captured:
+            graph.input.remove(value)
+            graph.initializer.append(numpy_helper.from_array(np.asarray(captured[value.name]), value.name))
+
+
+def _erfc_as_one_minus_erf(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """tf2onnx handler for TF's Erfc (Keras 3's exact GELU), which tf2onnx 1.17 has no handler
+    for: erfc(x) = 1 - erf(x) with ONNX's Erf and Sub."""
+    helper = require("onnx").helper
+    node.type = "Erf"
+    dtype = ctx.get_dtype(node.output[0])
+    one = ctx.make_const(f"{node.name}__one", np.array(1, dtype=helper.tensor_dtype_to_np_dtype(dtype)))
+    sub = ctx.insert_new_node_on_output("Sub", node.output[0], name=f"{node.name}__erfc",
+                                        inputs=[one.output[0], node.output[0]])
+    ctx.set_dtype(sub.output[0], dtype)
+    ctx.copy_shape(node.output[0], sub.output[0])
 
 
 def _stable_names(model: Any, source: SourceModel) -> None:
@@ -206,17 +249,128 @@ def _to_fp16(model: Any, recipe: Recipe, notes: list[str]) -> Any:
     float16 = require("onnxconverter_common.float16")
     # keep_io_types leaves float32 inputs and outputs with Casts inside the graph.
     keep_io_types = recipe.input_dtype is IODtype.FLOAT32
+    # The tool converts a Loop's body like the main graph and leaves the Loop's carried values
+    # mistyped (onnxruntime: "Graph attribute inferencing failed"); blocked ops keep their
+    # bodies in fp32, with Casts around them.
+    control_flow = sorted({node.op_type for node in model.graph.node} & _CONTROL_FLOW)
+    block = [*float16.DEFAULT_OP_BLOCK_LIST, *control_flow]
+    original = model
+    if control_flow:
+        model = type(model)()
+        model.CopyFrom(original)  # the tool converts in place; the fp32 weights are needed after
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # The tool clamps constants to +-1e4 by default; 65504 is float16's real limit.
-            model = float16.convert_float_to_float16(model, max_finite_val=65504.0, keep_io_types=keep_io_types)
+            model = float16.convert_float_to_float16(
+                model, max_finite_val=65504.0, keep_io_types=keep_io_types, op_block_list=block
+            )
     except Exception as exc:
         raise ConversionError(f"onnxconverter-common could not convert to float16: {_first_line(exc)}") from None
+    if control_flow:
+        _fp32_bodies(original, model)
+        count = sum(node.op_type in _CONTROL_FLOW for node in model.graph.node)
+        notes.append(
+            f"{', '.join(control_flow)} ({count} node(s), e.g. a recurrent layer's loop) kept in fp32 with their "
+            "bodies (onnxconverter-common op_block_list): the rest of the graph is fp16"
+        )
     clamped = [str(w.message) for w in caught if "truncated" in str(w.message)]
     if clamped:  # one warning per clamped tensor and direction
         notes.append(f"float16 clamped constants outside its range {len(clamped)} time(s), e.g. {clamped[0]}")
     return model
+
+
+def _fp32_bodies(original: Any, model: Any) -> None:
+    """Give the fp32 bodies of blocked control-flow nodes fp32 copies of the outer tensors they read.
+
+    A Loop body may read tensors of the main graph by name (outer scope), not through the
+    Loop's inputs; float16 conversion turned those into fp16 while the body still expects
+    fp32. Each such weight gets an fp32 copy from the original model, each activation a
+    Cast to float before the Loop, and the body reads those.
+    """
+    onnx = require("onnx")
+    float32, float16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    graph = model.graph
+    weights32 = {t.name: t for t in original.graph.initializer if t.data_type == float32}
+    weights = {t.name: t for t in graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
+    made: dict[str, str] = {}
+    for node in [n for n in graph.node if n.op_type in _CONTROL_FLOW]:
+        for body in _subgraphs(node):
+            renames = {}
+            for name in _outer_names(body):
+                fp32_name = made.get(name) or f"{name}__fp32"
+                if name not in made:
+                    if name in weights and weights[name].data_type == float16 and name in weights32:
+                        copy = type(weights32[name])()
+                        copy.CopyFrom(weights32[name])
+                        copy.name = fp32_name
+                        graph.initializer.append(copy)
+                    elif name not in weights and types.get(name) == float16:
+                        cast = onnx.helper.make_node("Cast", [name], [fp32_name], name=f"{fp32_name}_cast", to=float32)
+                        graph.node.insert(list(graph.node).index(node), cast)
+                    else:
+                        continue
+                    made[name] = fp32_name
+                renames[name] = fp32_name
+            _rename_uses(body, renames)
+
+
+def _sort_with_subgraph_reads(graph: Any) -> None:
+    """Order nodes so that each comes after the producers of what it reads, its subgraphs' outer
+    reads included. onnxruntime's quantizer sorts by explicit inputs only, and put a Loop before
+    the Transpose its body reads (onnx.checker: "Nodes in a graph must be topologically sorted")."""
+    nodes = list(graph.node)
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
+    needs = []
+    for node in nodes:
+        reads = set(node.input) | {name for sub in _subgraphs(node) for name in _outer_names(sub)}
+        needs.append({producer[name] for name in reads if name in producer})
+    waiting = [len(n) for n in needs]
+    users: dict[int, list[int]] = {}
+    for index, dependencies in enumerate(needs):
+        for dependency in dependencies:
+            users.setdefault(dependency, []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)  # smallest index first: the original order wherever it is already valid
+    placed: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        placed.append(index)
+        for user in users.get(index, []):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(placed) != len(nodes):
+        return  # a cycle: left for onnx.checker to report
+    if placed != list(range(len(nodes))):
+        del graph.node[:]
+        graph.node.extend(nodes[i] for i in placed)
+
+
+def _subgraphs(node: Any) -> list[Any]:
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else list(a.graphs))]
+
+
+def _outer_names(body: Any) -> set[str]:
+    """Names a subgraph (and the subgraphs in it) reads but does not define."""
+    defined = {v.name for v in body.input} | {t.name for t in body.initializer}
+    used: set[str] = set()
+    for node in body.node:
+        used.update(n for n in node.input if n)
+        defined.update(node.output)
+        for inner in _subgraphs(node):
+            used |= _outer_names(inner)
+    return used - defined
+
+
+def _rename_uses(body: Any, renames: dict[str, str]) -> None:
+    for node in body.node:
+        _replace(node.input, [renames.get(n, n) for n in node.input])
+        for inner in _subgraphs(node):
+            _rename_uses(inner, renames)
+    for value in body.output:  # a body may pass an outer tensor straight through
+        value.name = renames.get(value.name, value.name)
 
 
 # --- int8 / int16 --------------------------------------------------------------
@@ -227,25 +381,32 @@ def _quant_type(q: Any, dtype: QuantDtype) -> Any:
             QuantDtype.INT16: q.QuantType.QInt16}[dtype]
 
 
-def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> Any:
+def _from_model(model: Any, recipe: Recipe, choice: dict) -> Recipe:
+    """The recipe with the settings chosen from the graph's traits (converters/traits.py), recorded in `choice`."""
+    from edgekit.converters import traits
+
+    chosen = traits.choose(traits.find(traits.onnx_nodes(model)), Format.ONNX, recipe,
+                           float_ops_allowed=recipe.precision is Precision.INT8_STATIC)
+    choice.update(chosen.to_dict(), line=chosen.line())
+    return traits.apply(recipe, chosen)
+
+
+def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str], choice: dict) -> Any:
     """The quantized model, made by onnxruntime.quantization in `scratch`."""
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
     recipe = job.recipe
     prepared, quantized = scratch / "prepared.onnx", scratch / "quantized.onnx"
     try:
-        with _logged_errors("onnxruntime.quantization") as errors:
-            q.quant_pre_process(str(fp32), str(prepared))
-        if errors:  # it logs a failed optimization (message, then traceback) and goes on without it
-            reason = errors[-1].strip().splitlines()[-1][:300]
-            notes.append(f"onnxruntime's pre-quantization optimization failed ({reason}); quantized the unoptimized graph")
+        _pre_process(q, fp32, prepared, notes)
         if recipe.precision is Precision.INT8_DYNAMIC:
             weight_type = _quant_type(q, recipe.weight_type)
             if recipe.weight_type is QuantDtype.INT8:
                 notes.append("dynamic int8 with signed weights ran 4x slower than uint8 weights on ORT's x86 CPU kernels")
             q.quantize_dynamic(str(prepared), str(quantized), per_channel=recipe.per_channel, weight_type=weight_type)
         else:
-            _quantize_static(q, job, prepared, quantized)
+            recipe = _from_model(onnx.load(str(prepared), load_external_data=False), recipe, choice)
+            _quantize_static(q, job, recipe, prepared, quantized)
             if recipe.float_nodes:
                 kept = ", ".join(recipe.float_nodes)
                 notes.append(f"kept in float ({len(recipe.float_nodes)} node(s), nodes_to_exclude): {kept}")
@@ -254,14 +415,64 @@ def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str]) -> A
     except Exception as exc:  # the quantization tools raise many types
         raise ConversionError(f"onnxruntime could not quantize to {recipe.precision.value}: {_first_line(exc)}") from None
     model = onnx.load(str(quantized))
+    if any(node.op_type in _CONTROL_FLOW for node in model.graph.node):
+        _sort_with_subgraph_reads(model.graph)
+    counts = quantized_ops(model)
+    if not any(counts.values()):
+        raise ConversionError(
+            f"onnxruntime's quantizer produced no quantized op for {recipe.precision.value} "
+            "(no QuantizeLinear/DequantizeLinear pair, QLinear*/Integer op or int8 weight): the model stayed float"
+        )
+    notes.append("quantized ops: " + ", ".join(f"{count} {what}" for what, count in counts.items() if count))
     before, after = _opset(onnx.load(str(fp32), load_external_data=False)), _opset(model)
     if before != after:  # int16 Q/DQ needs opset 21
         notes.append(f"onnxruntime's quantizer raised the opset from {before} to {after}")
     return model
 
 
-def _quantize_static(q: Any, job: ConvertJob, prepared: Path, quantized: Path) -> None:
-    recipe = job.recipe
+def _pre_process(q: Any, fp32: Path, prepared: Path, notes: list[str]) -> None:
+    """onnxruntime's quant_pre_process (symbolic shape inference, optimization, ONNX shape inference).
+
+    Symbolic shape inference gives up on some graphs ("Incomplete symbolic shape inference",
+    e.g. a multi-input model); the tool's own switch then skips it and keeps ONNX shape
+    inference, and quantize_static works on the result. The notes say which ran.
+    """
+    # Failed symbolic shape inference dumps sym_shape_infer_temp.onnx (+ .data) into the current
+    # directory: the user's. It runs in the scratch directory instead.
+    fp32 = fp32.resolve()
+    try:
+        with _logged_errors("onnxruntime.quantization") as errors, _working_directory(prepared.parent):
+            q.quant_pre_process(str(fp32), str(prepared.resolve()))
+    except Exception as exc:
+        first = _first_line(exc)
+        with _logged_errors("onnxruntime.quantization") as errors, _working_directory(prepared.parent):
+            q.quant_pre_process(str(fp32), str(prepared.resolve()), skip_symbolic_shape=True)
+        notes.append(
+            f"onnxruntime's quant_pre_process: symbolic shape inference failed ({first}); "
+            "ran it with skip_symbolic_shape=True (ONNX shape inference and optimization only)"
+        )
+    if errors:  # it logs a failed optimization (message, then traceback) and goes on without it
+        reason = errors[-1].strip().splitlines()[-1][:300]
+        notes.append(f"onnxruntime's pre-quantization optimization failed ({reason}); quantized the unoptimized graph")
+
+
+def quantized_ops(model: Any) -> dict[str, int]:
+    """What quantization put in an ONNX model: Q/DQ pairs, integer ops, int8/uint8 weights."""
+    onnx = require("onnx")
+    nodes = list(model.graph.node)
+    integer_types = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16)
+    return {
+        "QuantizeLinear": sum(n.op_type == "QuantizeLinear" for n in nodes),
+        "DequantizeLinear": sum(n.op_type == "DequantizeLinear" for n in nodes),
+        "integer ops (QLinear*, *Integer)": sum(
+            n.op_type.startswith("QLinear") or n.op_type.endswith("Integer") or n.op_type == "DynamicQuantizeLinear"
+            for n in nodes
+        ),
+        "integer weights": sum(t.data_type in integer_types for t in model.graph.initializer),
+    }
+
+
+def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, quantized: Path) -> None:
     activation_type = _quant_type(q, recipe.activation_type)
     weight_type = _quant_type(q, recipe.weight_type)
     if recipe.precision is Precision.INT16X8:
@@ -571,6 +782,16 @@ def _logged_errors(logger_name: str) -> Iterator[list[str]]:
         yield handler.messages
     finally:
         logger.removeHandler(handler)
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _first_line(exc: BaseException | str) -> str:

@@ -23,7 +23,9 @@ from edgekit.converters.base import ConvertJob, Converted
 from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError
 from edgekit.iocast import INT_RANGES, quantization_from_range
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import (
+    BiasCorrection, Calibration, Format, IODtype, NNCFModelType, Precision, QuantDtype, Recipe,
+)
 
 _INT_IO = (IODtype.INT8, IODtype.UINT8)
 # Ops that move or relabel values without changing them: an input's FakeQuantize may sit
@@ -38,6 +40,7 @@ def convert(job: ConvertJob) -> Converted:
     recipe, precision = job.recipe, job.recipe.precision
     _check_recipe(recipe)
     notes: list[str] = []
+    choice: dict | None = None  # traits and chosen settings of a static int8 recipe
     tools = {"openvino": version_of("openvino") or ov.get_version()}
 
     model = _read_source(ov, job)
@@ -54,9 +57,12 @@ def convert(job: ConvertJob) -> Converted:
         model = _compress_weights(model, notes)
     elif precision in (Precision.INT8_STATIC, Precision.INT8_FULL):
         tools["nncf"] = version_of("nncf") or ""
+        recipe, choice = _from_model(model, recipe)
         # Output ranges come from the float model, before quantization touches it.
         out_ranges = _output_ranges(ov, model, samples) if recipe.output_dtype in _INT_IO else {}
         model = _quantize(model, recipe, samples, notes)
+        if recipe.static_batch is None:
+            model = _check_dynamic_batch(ov, model, recipe, samples, notes)
         if recipe.input_dtype in _INT_IO or recipe.output_dtype in _INT_IO:
             model, quantization = _integer_io(ov, model, recipe, job, inputs, outputs, out_ranges, notes)
     if IODtype.FLOAT16 in (recipe.input_dtype, recipe.output_dtype):
@@ -78,7 +84,17 @@ def convert(job: ConvertJob) -> Converted:
         outputs=[_spec(by_name[name], quantization.get(name)) for name in outputs],
         tools=tools,
         notes=notes,
+        traits=choice,
     )
+
+
+def _from_model(model: Any, recipe: Recipe) -> tuple[Recipe, dict]:
+    """The recipe with the settings chosen from the graph's traits (converters/traits.py)."""
+    from edgekit.converters import traits
+
+    chosen = traits.choose(traits.find(traits.openvino_nodes(model)), Format.OPENVINO, recipe,
+                           float_ops_allowed=recipe.precision is Precision.INT8_STATIC)
+    return traits.apply(recipe, chosen), {**chosen.to_dict(), "line": chosen.line()}
 
 
 def _renumber_auto_names(model: Any) -> None:
@@ -152,6 +168,75 @@ def _fix_batch(ov: Any, model: Any, batch: int) -> None:
         raise ConversionError(f"OpenVINO could not reshape the model to batch {batch}: {_reason(exc)}") from None
 
 
+# Two executions of one IR on one device differ by rounding only; below this cosine they disagree.
+_SAME_EXECUTION_COSINE = 0.999
+_DYNAMIC_BATCH_CHECK_SAMPLES = 16
+
+
+def _check_dynamic_batch(ov: Any, model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes: list[str]) -> Any:
+    """The int8 model, with a static batch of 1 where OpenVINO's CPU plugin runs its dynamic batch wrongly.
+
+    Measured on OpenVINO 2026.4.1: an NNCF int8 EfficientNetB0 trained on 32x32 digits gives
+    top-1 agreement 0.925 with the float model when compiled at a static batch of 1 and 0.09 when
+    compiled with its dynamic batch, same IR, same inputs, in bf16 or f32 alike
+    (tests/perf/repro_openvino_dynamic_batch.py). Blocks on 1x1 feature maps trigger it, with
+    swish or ReLU (tests/int8_models.py). Apps compile the IR as saved, so both executions are
+    compared on calibration samples and the IR keeps its dynamic batch only when they agree.
+    """
+    if recipe.device != "CPU" or not _only_batch_dynamic(model) or not samples:
+        return model
+    checked = samples[:_DYNAMIC_BATCH_CHECK_SAMPLES]
+    cosine, failure = _dynamic_vs_batch_1(ov, model, checked)
+    if failure is None and cosine >= _SAME_EXECUTION_COSINE:
+        return model
+    static = model.clone()
+    _fix_batch(ov, static, 1)
+    how = failure or (f"cosine {cosine:.4f} between dynamic-batch and batch-1 executions of the same IR "
+                      f"on {len(checked)} calibration samples")
+    notes.append(
+        f"OpenVINO {ov.get_version()} CPU runs this int8 IR wrongly with a dynamic batch ({how}); "
+        "saved with a static batch of 1 (model.reshape), which runs as intended (an app needing another batch "
+        "size reshapes it; verify that batch before relying on it)"
+    )
+    return static
+
+
+def _dynamic_vs_batch_1(ov: Any, model: Any, samples: list[list[np.ndarray]]) -> tuple[float, str | None]:
+    """(cosine, None), or (0, what went wrong) when the check's child process failed or crashed."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-ov-batch-") as scratch:
+        folder = Path(scratch)
+        ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+        np.savez(folder / "samples.npz", **{f"i{k}": np.concatenate([s[k] for s in samples]) for k in range(len(samples[0]))})
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "edgekit.converters.openvino_batch_check", str(folder)],
+                capture_output=True, text=True, timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            return 0.0, "the dynamic-batch execution did not finish in 600 s"
+    if done.returncode < 0:
+        return 0.0, f"the dynamic-batch execution crashed (signal {-done.returncode})"
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        return 0.0, f"the dynamic-batch execution failed: {reason}"
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["cosine"]), None
+
+
+def _only_batch_dynamic(model: Any) -> bool:
+    shapes = [port.get_partial_shape() for port in model.inputs]
+    return (
+        all(shape.rank.is_static and shape.rank.get_length() > 0 for shape in shapes)
+        and any(shape[0].is_dynamic for shape in shapes)
+        and all(d.is_static for shape in shapes for d in list(shape)[1:])
+    )
+
+
 def _match_ports(specs: list[TensorSpec], ports: list[Any], kind: str, notes: list[str]) -> list[str]:
     """The model's tensor names in the source's order: by name, else by position (noted)."""
     names = [port.get_any_name() for port in ports]
@@ -221,9 +306,13 @@ def _quantize(model: Any, recipe: Recipe, samples: list[list[np.ndarray]], notes
         raise ConversionError(f"NNCF quantization failed: {_reason(exc)}") from None
     preset = options["preset"]
     granularity = "per-channel" if recipe.per_channel else "per-tensor"
+    extra = "".join(
+        f", {label}" for key, label in (("model_type", "model_type transformer"),
+                                         ("fast_bias_correction", "full bias correction")) if key in options
+    )
     notes.append(
         f"NNCF post-training quantization on {len(samples)} samples, preset {preset.value}, "
-        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights"
+        f"activation ranges {recipe.calibration.value}, {granularity} int8 weights{extra}"
     )
     if recipe.float_nodes:
         kept = ", ".join(recipe.float_nodes)
@@ -242,10 +331,13 @@ def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    # Signed int8 activations -> symmetric (PERFORMANCE); uint8 -> asymmetric activations (MIXED).
-    # Weights are symmetric int8 in both presets.
+    # Signed int8 activations -> symmetric (PERFORMANCE); uint8 -> asymmetric activations (MIXED),
+    # unless the recipe (or the traits, converters/traits.py) names the preset. Weights are
+    # symmetric int8 in both presets.
     preset = nncf.QuantizationPreset.PERFORMANCE
-    if recipe.activation_type is QuantDtype.UINT8:
+    if recipe.nncf_preset is not None:
+        preset = nncf.QuantizationPreset(recipe.nncf_preset.value)
+    elif recipe.activation_type is QuantDtype.UINT8:
         preset = nncf.QuantizationPreset.MIXED
     estimators = {
         # Global min and max, as the other converters do (NNCF's own default averages per-sample ranges).
@@ -270,7 +362,12 @@ def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
     )
     # IgnoredScope checks that every name exists, and says which do not.
     ignored = nncf.IgnoredScope(names=list(recipe.float_nodes)) if recipe.float_nodes else None
-    return {"preset": preset, "advanced_parameters": advanced, "ignored_scope": ignored}
+    options = {"preset": preset, "advanced_parameters": advanced, "ignored_scope": ignored}
+    if recipe.nncf_model_type is NNCFModelType.TRANSFORMER:
+        options["model_type"] = nncf.ModelType.TRANSFORMER
+    if recipe.bias_correction is BiasCorrection.FULL:
+        options["fast_bias_correction"] = False
+    return options
 
 
 def accuracy_control(
@@ -296,6 +393,7 @@ def accuracy_control(
         _fix_batch(ov, model, job.recipe.static_batch)
     calibration = _samples(job.calibration, job, inputs, model)
     validation = list(enumerate(_samples(evaluation, job, inputs, model)))
+    recipe, _ = _from_model(model, job.recipe)  # the settings convert() would choose for this graph
 
     def validate(compiled: Any, items: Any) -> float:
         port = compiled.output(outputs[0])
@@ -305,7 +403,7 @@ def accuracy_control(
             values.append(compiled(sample)[port])
         return float(score(np.concatenate(values), np.asarray(indices)))
 
-    options = _nncf_options(job.recipe, notes)
+    options = _nncf_options(recipe, notes)
     advanced = options.pop("advanced_parameters")
     try:
         with _nncf_log(logging.INFO) as log:  # accuracy control reports what it reverted only there

@@ -26,7 +26,7 @@ from edgekit.artifact import TensorSpec
 from edgekit.benchmarks.tflite_backend import TFLiteBackend
 from edgekit.converters.base import Converted, ConvertJob, LayerError
 from edgekit.errors import ConversionError, DataError, InputError, did_you_mean
-from edgekit.targets.schema import Calibration, IODtype, Precision, QuantDtype, Recipe
+from edgekit.targets.schema import Calibration, Format, IODtype, Precision, QuantDtype, Recipe
 
 # Precisions whose I/O can be integer: TFLite only allows it when activations are quantized.
 _INTEGER_IO = (Precision.INT8_STATIC, Precision.INT8_FULL)
@@ -46,35 +46,96 @@ def convert(job: ConvertJob) -> Converted:
         notes = ["The .tflite source was copied unchanged (fp32 passthrough)."]
     else:
         tf = require("tensorflow")
-        converter = _converter(tf, job)
-        notes = _configure(tf, converter, job)
-        float_nodes = _float_nodes(recipe)
         try:
-            with warnings.catch_warnings():
-                # TF's calibrator builds a tf.lite.Interpreter; its deprecation warning is not the user's concern.
-                warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
-                if float_nodes:
-                    flatbuffer = _with_float_nodes(tf, converter, job, float_nodes, notes)
-                else:
-                    flatbuffer = converter.convert()
-        except ConversionError:
-            raise
-        except Exception as exc:  # TF raises ConverterError, ValueError, RuntimeError... for a model it cannot convert
-            raise ConversionError(
-                f"TFLiteConverter could not convert {job.source.label} to {recipe.precision.value}: {_reason(exc)}"
-            ) from None
+            flatbuffer, notes = _run_converter(tf, _converter(tf, job), job)
+        except _TensorListError as exc:
+            flatbuffer, notes = _run_converter(tf, _recurrent_converter(tf, job, exc), job)
+            notes.insert(0, _RECURRENT_NOTE)
         job.output.write_bytes(flatbuffer)
         tools = {"tensorflow": tf.__version__}
 
+    choice = None
     with TFLiteBackend(job.output) as backend:
         inputs = _in_source_order(backend.inputs(), job.source.inputs, "input")
         outputs = _in_source_order(backend.outputs(), job.source.outputs, "output")
+        if recipe.precision.needs_calibration:
+            choice = _traits(backend.interpreter, recipe)
         for name in backend.quantized_softmax_outputs():
             notes.append(
                 f"Output '{name}' is a softmax computed in 8 bits (scale 1/256): probabilities below about 0.004 "
                 "become 0, so verify on logits or a task metric rather than on these values."
             )
-    return Converted(inputs, outputs, tools=tools, notes=notes)
+    return Converted(inputs, outputs, tools=tools, notes=notes, traits=choice)
+
+
+def _traits(interpreter: Any, recipe: Recipe) -> dict:
+    """The converted graph's traits; TFLiteConverter has no setting to choose for them (see traits.choose)."""
+    from edgekit.converters import traits
+
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    found = traits.find(traits.tflite_nodes(interpreter._get_ops_details(), names))
+    chosen = traits.choose(found, Format.TFLITE, recipe, float_ops_allowed=False)
+    return {**chosen.to_dict(), "line": chosen.line()}
+
+
+class _TensorListError(ConversionError):
+    """TFLiteConverter could not lower TensorList ops (Keras 3 recurrent layers at a dynamic batch)."""
+
+
+_RECURRENT_NOTE = (
+    "fixed batch of 1: TFLite lowers the recurrent layers' TensorList ops only at a static batch, so the "
+    "Keras model was traced at batch 1 (inputs and outputs have batch 1; run one sample per call)"
+)
+
+
+def _run_converter(tf: Any, converter: Any, job: ConvertJob) -> tuple[bytes, list[str]]:
+    """Configure `converter` for the recipe and convert; returns the flatbuffer and notes."""
+    recipe = job.recipe
+    notes = _configure(tf, converter, job)
+    float_nodes = _float_nodes(recipe)
+    try:
+        with warnings.catch_warnings():
+            # TF's calibrator builds a tf.lite.Interpreter; its deprecation warning is not the user's concern.
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+            if float_nodes:
+                return _with_float_nodes(tf, converter, job, float_nodes, notes), notes
+            return converter.convert(), notes
+    except ConversionError:
+        raise
+    except Exception as exc:  # TF raises ConverterError, ValueError, RuntimeError... for a model it cannot convert
+        reason = _reason(exc)
+        message = f"TFLiteConverter could not convert {job.source.label} to {recipe.precision.value}: {reason}"
+        if "TensorList" in str(exc):
+            raise _TensorListError(message) from None
+        if "flex op" in str(exc).lower() or "select tf ops" in str(exc).lower():
+            message += (" (the model needs Select TF ops / Flex, which edgekit does not enable: the LiteRT and "
+                        "tf.lite Python interpreters cannot run Flex ops, so the artifact could not be verified)")
+        raise ConversionError(message) from None
+
+
+def _recurrent_converter(tf: Any, job: ConvertJob, failure: ConversionError) -> Any:
+    """A converter for the Keras model traced at batch 1, where TensorList ops have static shapes.
+
+    int8 calibration of these models crashed TF's calibrator (a segfault, not an exception), so
+    calibrated precisions are refused here with the reason rather than tried.
+    """
+    op = "TensorListReserve/While (recurrent layers)"
+    if job.source.format != "keras":
+        raise ConversionError(
+            f"{failure}; a {job.source.format} source cannot be re-traced at a static batch: convert from the "
+            "Keras model (edgekit traces it at batch 1)"
+        )
+    if job.recipe.precision.needs_calibration:
+        raise ConversionError(
+            f"TFLiteConverter: {job.recipe.precision.value} of {op} is not supported: TF's int8 calibrator crashes "
+            "(segfault) on the batch-1 recurrent graph; use fp32, fp16 or int8-dynamic for TFLite, or ONNX/OpenVINO int8"
+        )
+    batch = job.recipe.static_batch or 1
+    if batch != 1:
+        raise ConversionError(f"{failure}; recurrent layers convert at batch 1 only, not static_batch {batch}")
+    saved_model = job.exports.saved_model(batch=1)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    return converter
 
 
 def _converter(tf: Any, job: ConvertJob) -> Any:

@@ -31,6 +31,8 @@ _EXTRAS = {
     "starlette": "serve",
     "uvicorn": "serve",
     "prometheus_client": "serve",
+    "asyncssh": "devices",
+    "adbutils": "devices",
 }
 
 

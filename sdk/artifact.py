@@ -81,6 +81,8 @@ class Artifact:
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
     layout: str | None = None  # NCHW or NHWC: what its 4-D inputs take (PyTorch sources); None: the source's
+    traits: dict | None = None  # the graph's int8-relevant traits and the settings chosen for them
+    repair: dict | None = None  # the automatic repair of a missed tolerance: trials, what stayed in float
 
     def files(self) -> list[Path]:
         """Every file that makes up the artifact (OpenVINO IR is .xml + .bin; a large ONNX model
@@ -106,7 +108,8 @@ class Artifact:
     @property
     def passed(self) -> bool:
         searched_ok = self.accuracy_aware is None or self.accuracy_aware.get("met", True)
-        return searched_ok and (self.verification is None or self.verification.passed)
+        repaired_ok = self.repair is None or self.repair.get("met", True)
+        return searched_ok and repaired_ok and (self.verification is None or self.verification.passed)
 
 
 def sha256_of(path: Path) -> str:

@@ -47,6 +47,8 @@ def bench_targets(config: BuildConfig, manifest: Manifest, selected: list[str], 
         run_settings = run_settings or entry["settings"]
         measurement = _measurement(entry["measurement"])
         results.append(Result(measurement, _judge(config, artifact, measurement)))
+    if bench.devices:
+        results += _on_devices(config, manifest, [a for a, _ in chosen], settings, progress)
     report_settings = {**(run_settings or {**settings.__dict__, "data": None, "samples": 0, "reference": None}),
                        "strict": bench.strict}
     report = Report(results, host, report_settings, _created(), edgekit_version())
@@ -96,3 +98,32 @@ def _judge(config: BuildConfig, artifact: Artifact, measurement) -> list:
         return []
     profile = {k: rules.make_budget(k, v, f"{entry.target.source}: budgets") for k, v in entry.target.budgets.items()}
     return [rules.judge(b, measurement) for b in rules.merge(profile, entry.budgets).values()]
+
+
+def _on_devices(config: BuildConfig, manifest: Manifest, artifacts: list[Artifact], settings, progress: Progress) -> list:
+    """`[bench] devices`: the selected artifacts measured on each device that realizes their target.
+
+    Never cached: a device's temperature and load are not part of any key, so it is measured every build.
+    """
+    from edgekit.benchmarks.measurement import Result
+    from edgekit.benchmarks.remote.bench import realizes
+    from edgekit.benchmarks.runner import benchmark
+
+    devices = [config.devices[name] for name in config.bench.devices]
+    wanted = [d for d in devices if any(realizes(d, a) for a in artifacts)]
+    for device in devices:
+        if device not in wanted:
+            progress.info(f"device {device.name}: no selected artifact is built for its target '{device.target}'; skipped")
+    if not wanted:
+        return []
+    by_name = {f"{a.target}/{a.format}": a for a in artifacts}
+    subset = Manifest(source=manifest.source, artifacts=artifacts, calibration=manifest.calibration)
+    with tempfile.TemporaryDirectory(prefix="edgekit-build-devices-") as scratch:
+        subset.write(Path(scratch) / "manifest.json")
+        report = benchmark(subset.path, data=config.evaluation, settings=settings, progress=progress, devices=wanted)
+    results = []
+    for result in report.results:
+        artifact = by_name[result.measurement.name.rsplit("@", 1)[0]]
+        result.measurement.path = str(artifact.path)
+        results.append(Result(result.measurement, _judge(config, artifact, result.measurement)))
+    return results

@@ -80,6 +80,14 @@ def handles_errors(command):
     return wrapper
 
 
+def _why_failed(artifact) -> str:
+    if artifact.accuracy_aware and not artifact.accuracy_aware.get("met"):
+        return " (accuracy-aware search missed its goal)"
+    if artifact.repair and not artifact.repair.get("met"):
+        return f" (not repaired: {artifact.repair.get('fault') or 'no candidate met the tolerance'})"
+    return ""
+
+
 @app.command()
 @handles_errors
 def convert(
@@ -96,6 +104,7 @@ def convert(
     evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data for --accuracy-aware: .npz with inputs and 'labels'.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Goal of --accuracy-aware: accuracy drop vs the source (0-1; default: the profile's).")] = None,
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Goal of --accuracy-aware without labels: output cosine similarity to the source.")] = None,
+    no_repair: Annotated[bool, typer.Option("--no-repair", help="Leave an int8 artifact that misses its tolerance failed instead of searching for a repair.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
 ) -> None:
@@ -117,6 +126,7 @@ def convert(
         accuracy_aware=accuracy_aware,
         max_accuracy_drop=max_accuracy_drop,
         min_cosine=min_cosine,
+        repair=not no_repair,
         progress=Progress(quiet=quiet or as_json),
     )
     if as_json:
@@ -124,9 +134,7 @@ def convert(
     elif not quiet:
         print(f"wrote {manifest.path} ({len(manifest.artifacts)} artifacts)", file=sys.stderr)
     if not manifest.passed:
-        failed = [f"{a.target}/{a.format}" + (" (accuracy-aware search missed its goal)"
-                  if a.accuracy_aware and not a.accuracy_aware.get("met") else "")
-                  for a in manifest.artifacts if not a.passed]
+        failed = [f"{a.target}/{a.format}" + _why_failed(a) for a in manifest.artifacts if not a.passed]
         failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
         raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
 
@@ -139,7 +147,10 @@ def bench(
     reference: Annotated[Optional[Path], typer.Option("--reference", help="The source model, for fidelity and accuracy drop (default: the manifest's source).")] = None,
     target: Annotated[Optional[str], typer.Option("-t", "--target", help="Target profile for runtime, device and default budgets (default: each artifact's own).")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", help="tflite | onnxruntime | openvino (default: the format's runtime).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="Device: CPU, GPU, NPU, AUTO (OpenVINO), a LiteRT delegate, or an ONNX Runtime provider (CUDA, ...).")] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="The runtime's device: CPU, GPU, NPU, AUTO (OpenVINO), a LiteRT delegate, or an ONNX Runtime provider (CUDA, ...).")] = None,
+    device: Annotated[Optional[list[str]], typer.Option("--device", help="Run on this inventory device ([devices.NAME]; see `edgekit devices`) instead of this host; repeatable.")] = None,
+    all_artifacts: Annotated[bool, typer.Option("--all", help="With --device: run every artifact there, not only those built for the device's target.")] = False,
+    inventory: Annotated[Optional[list[Path]], typer.Option("-i", "--inventory", help="devices.toml or edgekit.toml with [devices.NAME] (default: ./devices.toml and ./edgekit.toml); repeatable.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the profile's, else the runtime's).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size per inference.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed inferences before measuring.")] = 10,
@@ -161,10 +172,25 @@ def bench(
     from edgekit.benchmarks.runner import Settings, benchmark
     from edgekit.console import Progress
 
+    devices = []
+    if device:
+        from edgekit.targets.devices import bench_devices
+
+        devices, meant_accelerator = bench_devices(device, inventory)
+        if meant_accelerator:
+            if accelerator is not None or len(meant_accelerator) > 1:
+                raise InputError(f"--device {', '.join(meant_accelerator)}: not an inventory device; for the runtime's "
+                                 "device give one --accelerator")
+            accelerator = meant_accelerator[0]
+            if not (quiet or as_json):
+                print(f"edgekit: note: --device {accelerator} is the runtime's device here (no inventory device of "
+                      f"that name); it is spelled --accelerator now", file=sys.stderr)
+    if all_artifacts and not devices:
+        raise InputError("--all needs --device NAME (it picks which artifacts run on a device)")
     settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
-                        backend=backend, device=device, strict=strict, timeout=timeout, raw_samples=raw_samples)
+                        backend=backend, device=accelerator, strict=strict, timeout=timeout, raw_samples=raw_samples)
     result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
-                       progress=Progress(quiet=quiet or as_json))
+                       progress=Progress(quiet=quiet or as_json), devices=devices, all_artifacts=all_artifacts)
     for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
                         (junit, reports.write_junit), (html, reports.write_html)):
         if path is not None:
@@ -319,6 +345,31 @@ def doctor(
     from edgekit.display import show_doctor
 
     show_doctor(facts)
+
+
+@app.command()
+@handles_errors
+def devices(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Check only these devices (default: all in the inventory).")] = None,
+    inventory: Annotated[Optional[list[Path]], typer.Option("-i", "--inventory", help="devices.toml or edgekit.toml with [devices.NAME] tables (default: ./devices.toml and ./edgekit.toml); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Reach each device of the inventory: reachable, authenticated, free disk, runtimes, CPU, governor, temperatures."""
+    from edgekit.benchmarks.remote.check import check_device, format_row
+    from edgekit.targets.devices import load_inventory, select
+
+    chosen = select(load_inventory(inventory), names)
+    statuses = []
+    for device in chosen:
+        status = check_device(device)
+        statuses.append(status)
+        if not as_json:
+            print(format_row(status), flush=True)
+    if as_json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+    failed = [s.name for s in statuses if not s.ok]
+    if failed:
+        raise _fail(f"{len(failed)} device(s) failed the check: {', '.join(failed)}", EXIT_FAILED)
 
 
 from edgekit.serving.command import serve as _serve  # noqa: E402  (typer only; the server loads inside)

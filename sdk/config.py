@@ -8,7 +8,7 @@ from Gradle, Xcode, fastlane or CI whatever their working directory.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ class BenchSection(_Strict):
     batch: int = Field(1, ge=1)
     timeout: float = Field(600.0, gt=0)
     strict: bool = False  # a budget that could not be measured fails
+    devices: list[str] = Field(default_factory=list)  # also measure on these inventory devices ([devices.NAME])
 
 
 class ConfigFile(_Strict):
@@ -78,6 +79,7 @@ class ConfigFile(_Strict):
     targets: dict[str, TargetSection]
     output: OutputSection = Field(default_factory=OutputSection)
     bench: BenchSection = Field(default_factory=BenchSection)
+    devices: dict[str, Any] = Field(default_factory=dict)  # [devices.NAME], checked by edgekit.targets.devices
 
 
 @dataclass
@@ -106,6 +108,7 @@ class BuildConfig:
     output: Path
     reports: list[str]
     bench: BenchSection
+    devices: dict[str, Any] = field(default_factory=dict)  # name -> edgekit.targets.devices.Device
 
     def error(self, key: str, message: str) -> InputError:
         """An error naming this file and `key`, as every config error does."""
@@ -163,7 +166,26 @@ def from_dict(data: dict[str, Any], path: Path, *, label: str | None = None, pre
     if not raw.targets:
         raise config.error("targets", "no target defined; add a [targets.NAME] table (e.g. [targets.cpu])")
     config.targets = {name: _target(config, name, section, base) for name, section in raw.targets.items()}
+    config.devices = _devices(config, raw)
     return config
+
+
+def _devices(config: BuildConfig, raw: ConfigFile) -> dict[str, Any]:
+    """[devices.NAME] of this file and of a devices.toml beside it; [bench] devices must name them."""
+    from edgekit.targets.devices import INVENTORY_NAME, devices_from_dict, load_inventory
+
+    devices = devices_from_dict(raw.devices, config.path, config.label, config.prefix) if raw.devices else {}
+    beside = config.path.parent / INVENTORY_NAME
+    if beside.is_file():
+        for name, device in load_inventory(beside).items():
+            if name in devices:
+                raise config.error(f"devices.{name}", f"defined twice (also in {beside})")
+            devices[name] = device
+    for index, name in enumerate(raw.bench.devices):
+        if name not in devices:
+            where = f"no [devices.{name}] here or in {INVENTORY_NAME} beside it"
+            raise config.error(f"bench.devices[{index}]", f"unknown device '{name}'{did_you_mean(name, devices)}; {where}")
+    return devices
 
 
 def _under(base: Path, value: str | None) -> Path | None:

@@ -55,6 +55,7 @@ def convert(
     accuracy_aware: bool = False,
     max_accuracy_drop: float | None = None,
     min_cosine: float | None = None,
+    repair: bool = True,
     progress: Progress = SILENT,
     example_inputs: Any = None,
     input_names: list[str] | None = None,
@@ -71,8 +72,11 @@ def convert(
     `accuracy_aware` (or a profile's `[accuracy_aware] enabled`): for int8-static/int8-full
     recipes, search for the fastest recipe whose accuracy on `evaluation` stays within
     `max_accuracy_drop` (needs labels) or `min_cosine`; what was tried is in the manifest.
+    `repair` (and a profile's `repair`, default true): an int8 artifact that misses its tolerance
+    is searched for again by itself, judged on held-out calibration samples against the source
+    (or on labelled `evaluation` with the profile's max_accuracy_drop); see converters/repair.py.
     Returns the manifest; `manifest.passed` is False when any artifact failed verification
-    or its accuracy-aware search found nothing meeting the goal.
+    or its accuracy-aware search (or repair) found nothing meeting the goal.
     """
     if calibration_samples < 1:
         raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
@@ -96,7 +100,7 @@ def convert(
 
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
     try:
-        manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress)
+        manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress, repair)
         manifest.skipped = skipped
         _publish(staging, output, manifest)
     finally:
@@ -185,7 +189,7 @@ def _prepare_output(output: Path) -> None:
         raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
 
 
-def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress) -> Manifest:
+def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, repair=True) -> Manifest:
     samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
     reference = reference_outputs(source.run, samples) if verify_artifacts else []
     manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
@@ -202,6 +206,8 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
                     artifact = _convert_one(source, plan, calib, exports, staging, output)
                 if verify_artifacts:
                     _verify_one(artifact, plan, samples, reference)
+                    artifact = _repair_if_needed(source, plan, artifact, calib, evaluation, exports, staging,
+                                                 samples, reference, repair, progress)
                 _check_placement(artifact, plan)
         except ConversionError as exc:
             manifest.errors.append({"target": plan.target.name, "format": plan.format.value, "error": str(exc)})
@@ -226,6 +232,7 @@ def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Pat
 def _artifact(plan: _Plan, path: Path, converted, seconds: float, **extra: Any) -> Artifact:
     """The Artifact for a file a converter (or the accuracy-aware search) wrote for `plan`."""
     recipe = plan.recipe
+    extra.setdefault("traits", converted.traits)
     artifact = Artifact(
         target=plan.target.name,
         format=plan.format.value,
@@ -272,7 +279,8 @@ def _attach_goals(plans, source, evaluation, flag: bool, max_drop: float | None,
     if not searched:
         if flag:
             raise InputError("--accuracy-aware: no int8-static or int8-full recipe among the targets to search")
-        return None
+        # Labelled evaluation data still serves the automatic repair (accuracy instead of agreement).
+        return load_dataset(evaluation, source.inputs) if evaluation is not None else None
     if evaluation is None:
         first = searched[0]
         raise DataError(
@@ -303,6 +311,44 @@ def _search_one(source, plan: _Plan, calib, evaluation, exports, staging: Path, 
     artifact = _artifact(plan, staged, result.converted, time.perf_counter() - started, accuracy_aware=result.to_dict())
     artifact.notes += result.notes
     return artifact
+
+
+def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation, exports, staging: Path,
+                      samples, reference, enabled: bool, progress) -> Artifact:
+    """The artifact, or its repair when it missed its tolerance (converters/repair.py)."""
+    from edgekit.converters.repair import needs_repair, repair
+
+    check = artifact.verification
+    if calib is None or plan.goal is not None or check is None:
+        return artifact
+    if not needs_repair(plan.target, plan.format, plan.recipe, check.passed, enabled):
+        return artifact
+    if plan.layout == layouts.NHWC:  # the search feeds data in the source's layout (converters/layout.py)
+        artifact.notes.append("automatic repair not run: it does not handle an NHWC layout change yet")
+        return artifact
+    label = f"{plan.target.name}/{plan.format.value}"
+    progress.info(f"repairing {label}: {'; '.join(check.failures)}")
+    workdir = staging / ".repair" / plan.target.name / plan.format.value
+    try:
+        outcome = repair(source, plan.target, plan.format, plan.recipe, calib, evaluation, exports, workdir, progress)
+    except ConversionError as exc:
+        artifact.notes.append(f"automatic repair could not run: {exc}")
+        return artifact
+    progress.info(f"{label}: {outcome.line()}")
+    if not outcome.met:
+        artifact.repair = {**outcome.to_dict(), "line": outcome.line()}
+        return artifact
+    for part in artifact.files():
+        part.unlink(missing_ok=True)
+    os.replace(outcome.result.path, artifact.path)
+    if plan.format is Format.OPENVINO:
+        os.replace(outcome.result.path.with_suffix(".bin"), artifact.path.with_suffix(".bin"))
+    plan.recipe = outcome.result.recipe  # verification and the manifest describe what was kept
+    repaired = _artifact(plan, artifact.path, outcome.result.converted, artifact.seconds + outcome.seconds,
+                         repair={**outcome.to_dict(), "line": outcome.line(), "before": check.failures})
+    repaired.notes += outcome.result.notes + outcome.notes
+    _verify_one(repaired, plan, samples, reference)
+    return repaired
 
 
 def _verify_one(artifact: Artifact, plan: _Plan, samples: Dataset, reference) -> None:
@@ -352,6 +398,10 @@ def _search_line(search: dict | None) -> str:
     return (f"accuracy-aware search {verdict} after {len(search.get('trials', []))} trial(s){kept}: "
             f"accuracy {_pct(before.get('accuracy'))} -> {_pct(after.get('accuracy'))}, "
             f"cosine {_num(before.get('cosine'))} -> {_num(after.get('cosine'))}")
+
+
+def _traits_line(traits: dict | None) -> str:
+    return (traits or {}).get("line", "")
 
 
 def _pct(value) -> str:
@@ -406,7 +456,9 @@ def _outcome_line(label: str, artifact: Artifact) -> str:
         status = "verified" if check.passed else "FAILED verification: " + "; ".join(check.failures)
         verdict = f"{status} (cosine {check.cosine:.5f}, max abs err {check.max_abs_error:.3g}{top1}, {check.samples} samples)"
     notes = "".join(f"\n    note: {n}" for n in artifact.notes)
-    extra = [line for line in (_search_line(artifact.accuracy_aware), _placement_line(artifact.compatibility)) if line]
+    lines = (_traits_line(artifact.traits), _search_line(artifact.accuracy_aware),
+             (artifact.repair or {}).get("line", ""), _placement_line(artifact.compatibility))
+    extra = [line for line in lines if line]
     notes = "".join(f"\n    {line}" for line in extra) + notes
     return f"{'ok' if artifact.passed else 'FAIL'} {label}: {size} in {artifact.seconds:.1f}s, {verdict}{notes}"
 

@@ -118,6 +118,8 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "notes": artifact.notes,
         "compatibility": artifact.compatibility,
         "accuracy_aware": artifact.accuracy_aware,
+        "traits": artifact.traits,
+        "repair": artifact.repair,
     }
 
 
@@ -142,4 +144,6 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
         layout=data.get("layout"),
+        traits=data.get("traits"),
+        repair=data.get("repair"),
     )

@@ -394,7 +394,7 @@ def console_table(report: Report, console=None) -> None:
         cells = _row(result, strict)
         verdict = cells[-1]
         table.add_row(
-            Text(m.target or Path(m.path).name or m.name),
+            Text((m.target or Path(m.path).name or m.name) + (f" @{m.device['name']}" if m.device else "")),
             Text(m.format),
             *(Text(c) for c in cells[1:-1]),
             Text(verdict.upper() if verdict != "pass" else verdict, style=STATUS_STYLE[verdict]),

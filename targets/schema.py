@@ -57,6 +57,21 @@ class QuantDtype(str, Enum):
     INT16 = "int16"
 
 
+class NNCFPreset(str, Enum):
+    PERFORMANCE = "performance"  # symmetric activations
+    MIXED = "mixed"  # asymmetric activations: NNCF's advice for non-ReLU activations
+
+
+class NNCFModelType(str, Enum):
+    TRANSFORMER = "transformer"  # NNCF's attention / LayerNorm patterns
+    NONE = "none"  # no model-type patterns, even where the graph has attention
+
+
+class BiasCorrection(str, Enum):
+    FAST = "fast"  # NNCF's default
+    FULL = "full"  # fast_bias_correction=False: more accurate, slower
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
@@ -118,6 +133,13 @@ class Recipe(_Strict):
     # instead of the source's dynamic one. Only 1 for now: verification, calibration and the
     # layer-error tools feed one sample per call.
     static_batch: int | None = Field(None, ge=1, le=1)
+    # Settings chosen from the model's graph (edgekit.converters.traits) where the recipe leaves
+    # them unset: NNCF preset, model type and bias correction, ONNX calibration in place of
+    # minmax, fragile ops kept in float on targets that run float ops. false: the recipe as written.
+    from_model: bool = True
+    nncf_preset: NNCFPreset | None = None  # None: from the model (or by activation_type)
+    nncf_model_type: NNCFModelType | None = None
+    bias_correction: BiasCorrection | None = None
 
     @model_validator(mode="after")
     def _float_nodes_need_quantized_activations(self) -> Recipe:
@@ -166,6 +188,8 @@ class Target(_Strict):
     preprocess: Preprocess | None = None
     hardware: Hardware | None = None
     accuracy_aware: AccuracyAware | None = None  # absent: no search unless asked for per run
+    # An int8 artifact that misses its tolerance is repaired (edgekit.converters.repair) unless false.
+    repair: bool = True
     source: str = ""  # where the profile came from: built-in name or file path
     extends: tuple[str, ...] = ()  # the chain it was resolved from, nearest first
 

@@ -139,7 +139,7 @@ def test_cli_json_and_rerun_is_deterministic_where_converters_allow(cli, digits_
 
 def test_verification_failure_marks_artifact_and_exits_1(cli, digits_example, tmp_path):
     strict = tmp_path / "strict.toml"
-    strict.write_text('extends = "cpu"\n[formats.tflite]\ntolerance = { min_cosine = 0.999999999 }\n[formats.onnx]\nenabled = false\n[formats.openvino]\nenabled = false\n')
+    strict.write_text('extends = "cpu"\nrepair = false\n[formats.tflite]\ntolerance = { min_cosine = 0.999999999 }\n[formats.onnx]\nenabled = false\n[formats.openvino]\nenabled = false\n')
     result = cli("convert", digits_example["model"], "-t", strict, "-c", digits_example["calibration"], "-o", tmp_path / "o")
     assert result.code == 1, result
     data = json.loads((tmp_path / "o" / "manifest.json").read_text())

@@ -203,7 +203,8 @@ def test_unconvertible_model_raises_one_line(tmp_path):
         _convert(source, exports, tmp_path / "m.tflite", Precision.FP32)
     message = str(raised.value)
     assert "\n" not in message and "loc(" not in message
-    assert message.endswith("to fp32: 'tf.Erf' op is neither a custom op nor a flex op")
+    assert "to fp32: 'tf.Erf' op is neither a custom op nor a flex op (" in message
+    assert "Flex" in message  # the only route would be Select TF ops, which edgekit does not produce
 
 
 def test_infer_resizes_the_batch_and_describe_says_what_ran(artifacts):

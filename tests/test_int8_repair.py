@@ -1,0 +1,82 @@
+"""Automatic int8 repair: a collapse is repaired without labels in every format; --no-repair leaves it failed.
+
+The model is the trained digits CNN with one 1000x activation channel (tests/int8_models.py):
+plain per-tensor int8 rounds every other channel of that activation to zero, in every format,
+and only keeping the layers around it in float fixes it. No evaluation data or labels are
+given: the repair holds out part of the calibration samples and judges candidates on them
+against the source model's outputs.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit.targets.schema import Format
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    from edgekit.demo import digits_data
+    from tests.int8_models import outlier_cnn
+
+    x_train, _, y_train, _ = digits_data()
+    folder = tmp_path_factory.mktemp("repair")
+    path = outlier_cnn(x_train, y_train, folder / "outlier.keras")
+    np.savez(folder / "calib.npz", image=x_train[:200])
+    return {"model": path, "calibration": folder / "calib.npz", "folder": folder}
+
+
+@pytest.mark.parametrize("fmt", list(Format), ids=lambda f: f.value)
+def test_a_collapse_is_repaired_without_labels(fmt, outlier, tmp_path):
+    plain = edgekit.convert(outlier["model"], "cpu", formats=[fmt.value], calibration=outlier["calibration"],
+                            output=tmp_path / "plain", repair=False)
+    broken = plain.artifacts[0]
+    assert not plain.passed and not broken.verification.passed and broken.repair is None
+
+    manifest = edgekit.convert(outlier["model"], "cpu", formats=[fmt.value], calibration=outlier["calibration"],
+                               output=tmp_path / "repaired")
+    artifact = manifest.artifacts[0]
+    assert manifest.passed and artifact.verification.passed, artifact.notes
+    repair = artifact.repair
+    assert repair["met"] and repair["float_nodes"], "only float layers fix this model"
+    assert "no labels" in repair["judged_by"]
+    assert repair["held_out_samples"] == 50 and repair["calibration_samples"] == 150
+    assert len(repair["trials"]) >= 2 and repair["trials"][0]["passed"] is False
+    assert repair["seconds"] > 0 and repair["line"].startswith("repaired: kept")
+    assert repair["before"] == broken.verification.failures
+    # The manifest on disk says the same, and only the repaired artifact was published.
+    entry = json.loads((tmp_path / "repaired" / "manifest.json").read_text())["artifacts"][0]
+    assert entry["repair"]["float_nodes"] == repair["float_nodes"]
+    published = sorted(p.name for p in (tmp_path / "repaired" / "cpu").iterdir())
+    assert published == (["outlier.bin", "outlier.xml"] if fmt is Format.OPENVINO else [f"outlier.{fmt.value}"])
+
+
+def test_no_repair_flag_and_profile_key_leave_it_failed(cli, outlier, tmp_path):
+    args = ["convert", outlier["model"], "-t", "cpu", "-f", "onnx", "-c", outlier["calibration"]]
+    result = cli(*args, "-o", tmp_path / "flag", "--no-repair")
+    assert result.code == 1 and "FAILED verification" in result.stderr and "repairing" not in result.stderr
+
+    profile = tmp_path / "no-repair.toml"
+    profile.write_text('extends = "cpu"\nrepair = false\n')
+    manifest = edgekit.convert(outlier["model"], profile, formats=["onnx"], calibration=outlier["calibration"],
+                               output=tmp_path / "profile")
+    assert not manifest.passed and manifest.artifacts[0].repair is None
+
+
+def test_a_full_integer_npu_recipe_keeps_no_layer_in_float_and_names_the_op(cli, outlier, tmp_path):
+    result = cli("convert", outlier["model"], "-t", "npu", "-f", "onnx", "-c", outlier["calibration"],
+                 "-o", tmp_path, "--json")
+    assert result.code == 1, result
+    repair = json.loads(result.stdout)["artifacts"][0]["repair"]
+    assert not repair["met"] and repair["float_nodes"] == []
+    assert all("float_nodes" not in trial["changes"] for trial in repair["trials"])
+    assert "integer ops only" in repair["fault"] and "most damaged activation" in repair["fault"]
+    assert "not repaired" in result.stderr
