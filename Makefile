@@ -25,6 +25,7 @@ perf: $(STAMP)
 		$(PY) -m pytest tests/perf -k "half and $$fmt" -o addopts="" -q -s || exit 1; \
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_torch_models.py -o addopts="" -q -s
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks
