@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test perf clean
+.PHONY: demo test perf perf-int8 zoo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ perf: $(STAMP)
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
 	$(PY) -m pytest tests/perf/test_torch_models.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_remote.py -o addopts="" -q -s
+
+# The architecture zoo (tests/zoo): trains ~20 models (cached in ~/.cache/edgekit-zoo), converts each
+# for cpu, gpu, npu and cpu-fp32 in every format, benchmarks them and writes docs/coverage.md.
+# About an hour on a 2-core host; not part of `make test` (which runs a two-model subset).
+zoo: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,torch]'
+	nice -n 5 $(PY) -m tests.zoo.coverage all
+
+# int8 on trained MobileNetV3/EfficientNet/Transformer/MobileNetV2 (trains each on digits first; long).
+perf-int8: $(STAMP)
+	$(PY) -m tests.perf.int8_repair .benchmarks/int8-repair
 
 clean:
 	rm -rf $(VENV) demo-out edgekit-out .pytest_cache .benchmarks

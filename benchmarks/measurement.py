@@ -121,6 +121,7 @@ class Measurement:
     skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not measured
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # the artifact could not be benchmarked at all
+    log: str | None = None  # the worker's own output (the runtime's banners, warnings, a crash's last words)
     # Measured on an inventory device (`bench --device`): name, transport, fingerprint, thermal record.
     device: dict[str, Any] | None = None
 

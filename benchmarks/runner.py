@@ -72,6 +72,7 @@ def benchmark(
     budgets: list[str] | dict[str, float] | None = None,
     settings: Settings | None = None,
     progress: Progress = SILENT,
+    logs: str | Path | None = None,
     devices: list | None = None,
     all_artifacts: bool = False,
 ) -> Report:
@@ -80,6 +81,8 @@ def benchmark(
     `data`: an .npz (inputs + optional `labels`), dict of arrays, or Dataset, for accuracy
     and fidelity. `reference`: the source model (defaults to a manifest's source when it
     exists). `budgets`: `KEY=VALUE` strings or a dict; they override the target profile's.
+    `logs`: where each worker's own output goes, `bench-<target>-<format>.log` (default: logs/
+    beside the manifest, else beside the first file); `progress.verbose` streams it too.
     `devices`: inventory Devices (edgekit.targets.devices) to measure on instead of this host, each
     running the artifacts built for the target it realizes (every artifact with `all_artifacts`).
     """
@@ -87,6 +90,7 @@ def benchmark(
     settings.check()
     flag_budgets = _flag_budgets(budgets)
     items, manifest = _collect(paths, target, settings)
+    logs_dir = _logs_dir(logs, items, manifest)
     for item in items:
         item.budgets = budget_rules.merge(item.budgets, flag_budgets)
     pairs = None
@@ -108,7 +112,7 @@ def benchmark(
             data_file = Path(scratch) / "data.npz"
             np.savez(data_file, **dataset.arrays)
         for item, measurement, outputs_file in _measurements(items, pairs, settings, data_file, dataset, source_inputs,
-                                                             Path(scratch), progress):
+                                                             Path(scratch), progress, logs_dir):
             if coverage and (measurement.precision or "").startswith("int"):
                 measurement.notes += coverage
             _score(measurement, outputs_file, dataset, reference_outputs, reference_metrics)
@@ -123,12 +127,26 @@ def benchmark(
     return Report(results, host_facts(), settings_dict, _created(), edgekit_version())
 
 
-def _measurements(items, pairs, settings, data_file, dataset, source_inputs, scratch: Path, progress):
+def _logs_dir(logs, items: list[_Item], manifest: Manifest | None) -> Path:
+    if logs is not None:
+        folder = Path(logs)
+    elif manifest is not None and manifest.path is not None:
+        folder = manifest.path.parent / "logs"
+    else:
+        folder = items[0].artifact.path.parent / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"log directory {folder} is not writable: {exc.strerror}; pass --logs DIR") from None
+    return folder
+def _measurements(items, pairs, settings, data_file, dataset, source_inputs, scratch: Path, progress, logs_dir: Path):
     """(item, Measurement, outputs.npz) on this host, or on each device of `pairs`."""
     if pairs is None:
         for index, item in enumerate(items):
             progress.info(f"benchmarking {item.name} ...")
-            yield item, _measure(item, settings, data_file, source_inputs, scratch / str(index)), scratch / str(index) / "outputs.npz"
+            log = logs_dir / f"bench-{item.name.replace('/', '-')}.log"
+            measurement = _measure(item, settings, data_file, source_inputs, scratch / str(index), log, progress.verbose)
+            yield item, measurement, scratch / str(index) / "outputs.npz"
         return
     from edgekit.benchmarks.remote.bench import run_on_device
 
@@ -322,7 +340,8 @@ def calibration_coverage(manifest: Manifest | None, dataset: Dataset | None) -> 
     return warnings
 
 
-def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch: Path) -> Measurement:
+def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch: Path, log: Path,
+             verbose: bool = False) -> Measurement:
     artifact = item.artifact
     recipe = item.recipe
     measurement = Measurement(
@@ -348,7 +367,8 @@ def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch:
     }
     job_file = scratch / "job.json"
     job_file.write_text(json.dumps(job))
-    outcome = _run_worker(job_file, settings.timeout)
+    measurement.log = str(log)
+    outcome = _run_worker(job_file, settings.timeout, log, verbose)
     if "error" in outcome:
         measurement.error = outcome["error"]
         return measurement
@@ -371,21 +391,28 @@ def _placement(artifact: Artifact, recipe, settings: Settings) -> tuple[str, lis
     return device, providers
 
 
-def _run_worker(job_file: Path, timeout: float) -> dict[str, Any]:
+def _run_worker(job_file: Path, timeout: float, log: Path, verbose: bool = False) -> dict[str, Any]:
+    from edgekit.toollog import popen_logged, quiet_environment, tail
+
     command = [sys.executable, "-m", "edgekit.benchmarks.worker", str(job_file)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log.write_bytes(b"")  # this run's output replaces the last run's
+    process, copier = popen_logged(command, log, tee=verbose, env=quiet_environment())
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s (the runtime hung or is too slow; raise the timeout)"}
+        process.kill()
+        process.wait()
+        return {"error": f"timed out after {timeout:g} s (the runtime hung or is too slow; raise the timeout); log: {log}"}
+    finally:
+        if copier is not None:
+            copier.join(timeout=10)
     result_file = Path(json.loads(job_file.read_text())["result_file"])
-    if completed.returncode != 0 or not result_file.exists():
-        return {"error": _crash_reason(completed)}
+    if code != 0 or not result_file.exists():
+        return {"error": _crash_reason(code, tail(log, 1), log)}
     return json.loads(result_file.read_text())
 
 
-def _crash_reason(completed: subprocess.CompletedProcess) -> str:
-    code = completed.returncode
+def _crash_reason(code: int, last: list[str], log: Path) -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -394,8 +421,7 @@ def _crash_reason(completed: subprocess.CompletedProcess) -> str:
         what = "killed: out of memory?" if name == "SIGKILL" else f"crashed with {name}"
     else:
         what = f"exited with status {code}"
-    tail = (completed.stderr or "").strip().splitlines()
-    return f"the runtime {what}" + (f": {tail[-1][:300]}" if tail else "")
+    return f"the runtime {what}" + (f": {last[-1][:300]}" if last else "") + f" (log: {log})"
 
 
 def _check_placement(item: _Item, measurement: Measurement) -> None:

@@ -399,6 +399,7 @@ def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str], choi
     prepared, quantized = scratch / "prepared.onnx", scratch / "quantized.onnx"
     try:
         _pre_process(q, fp32, prepared, notes)
+        _name_unnamed_nodes(onnx, prepared)
         if recipe.precision is Precision.INT8_DYNAMIC:
             weight_type = _quant_type(q, recipe.weight_type)
             if recipe.weight_type is QuantDtype.INT8:
@@ -470,6 +471,24 @@ def quantized_ops(model: Any) -> dict[str, int]:
         ),
         "integer weights": sum(t.data_type in integer_types for t in model.graph.initializer),
     }
+
+
+def _name_unnamed_nodes(onnx: Any, prepared: Path) -> None:
+    """Give nodes without a name one (`<op_type>_<index>`): onnxruntime's nodes_to_exclude matches by
+    name, so excluding one unnamed node (a hand-built graph's Softmax) would exclude every unnamed node."""
+    model = onnx.load(str(prepared), load_external_data=False)
+    unnamed = [(i, node) for i, node in enumerate(model.graph.node) if not node.name]
+    if not unnamed:
+        return
+    taken = {node.name for node in model.graph.node}
+    for index, node in unnamed:
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    # Loaded without external data: the references to prepared's .data file stay as they are.
+    onnx.save(model, str(prepared))
 
 
 def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, quantized: Path) -> None:

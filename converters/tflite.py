@@ -99,7 +99,11 @@ def _run_converter(tf: Any, converter: Any, job: ConvertJob) -> tuple[bytes, lis
             warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
             if float_nodes:
                 return _with_float_nodes(tf, converter, job, float_nodes, notes), notes
-            return converter.convert(), notes
+            from edgekit.converters.tflite_calibration import reused_calibration
+
+            data = job.calibration if recipe.precision.needs_calibration else None
+            with reused_calibration(data, notes, f"{job.target}/tflite"):
+                return converter.convert(), notes
     except ConversionError:
         raise
     except Exception as exc:  # TF raises ConverterError, ValueError, RuntimeError... for a model it cannot convert

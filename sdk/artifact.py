@@ -81,6 +81,8 @@ class Artifact:
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
     layout: str | None = None  # NCHW or NHWC: what its 4-D inputs take (PyTorch sources); None: the source's
+    log: Path | None = None  # the tools' own output while it was made: DIR/logs/<target>-<format>.log
+    timings: dict[str, float] | None = None  # seconds by step: export, calibrate, quantize, verify
     traits: dict | None = None  # the graph's int8-relevant traits and the settings chosen for them
     repair: dict | None = None  # the automatic repair of a missed tolerance: trials, what stayed in float
 

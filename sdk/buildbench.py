@@ -71,7 +71,8 @@ def _measure(config: BuildConfig, manifest: Manifest, todo, settings, progress: 
     subset = Manifest(source=manifest.source, artifacts=[a for a, _ in todo], calibration=manifest.calibration)
     with tempfile.TemporaryDirectory(prefix="edgekit-build-bench-") as scratch:
         subset.write(Path(scratch) / "manifest.json")
-        report = benchmark(subset.path, data=config.evaluation, settings=settings, progress=progress)
+        report = benchmark(subset.path, data=config.evaluation, settings=settings, progress=progress,
+                           logs=config.output / "logs")
     entries = {}
     for (artifact, key), result in zip(todo, report.results, strict=True):
         result.measurement.path = str(artifact.path)  # not the path through the scratch manifest

@@ -8,6 +8,7 @@ leaves the previous output and its manifest valid.
 """
 from __future__ import annotations
 
+
 import shutil
 import tempfile
 import time
@@ -118,10 +119,10 @@ def build(
                 stale[name] = reason
             else:
                 states[name] = UP_TO_DATE
-        source = _check_inputs(config, old, stale)  # bad input stops here, before a line is printed
+        source, load_log = _check_inputs(config, old, stale, progress.verbose)  # bad input stops here, before a line is printed
         for name in selected:
             progress.info(f"{name}: {'building (' + stale[name] + ')' if name in stale else UP_TO_DATE}")
-        manifest = _convert_and_publish(config, old, source, stale, keys, cache, progress)
+        manifest = _convert_and_publish(config, old, source, stale, keys, cache, progress, load_log)
         for name, reason in stale.items():
             states[name] = f"built ({reason})"
         result = BuildResult(config, manifest, targets=states)
@@ -194,19 +195,21 @@ def _stale_reason(name: str, old: Manifest | None, cached: dict[str, str] | None
     return None
 
 
-def _check_inputs(config: BuildConfig, old: Manifest | None, stale: dict[str, str]):
-    """The model (loaded when something must be converted) and the data checked against it; the SourceModel or None."""
+def _check_inputs(config: BuildConfig, old: Manifest | None, stale: dict[str, str], verbose: bool = False):
+    """The model (loaded when something must be converted) and the data checked against it: the SourceModel or
+    None, and what TensorFlow printed while loading it (for OUTPUT/logs/source.log once a conversion runs)."""
     if stale:
-        source = _load_source(config)
+        source, load_log = _load_source(config, verbose)
         _check_data(config, source.inputs, source.outputs)
-        return source
+        return source, load_log
     if old is not None:
         _check_data(config, *_specs(old))  # the manifest knows the model's inputs: no TensorFlow needed
-    return None
+    return None, b""
 
 
 def _convert_and_publish(config: BuildConfig, old: Manifest | None, source, stale: dict[str, str],
-                         keys: dict[str, dict[str, str]], cache: BuildCache, progress: Progress) -> Manifest:
+                         keys: dict[str, dict[str, str]], cache: BuildCache, progress: Progress,
+                         load_log: bytes = b"") -> Manifest:
     fresh = None
     staging = None
     dropped = {a.target for a in old.artifacts} - set(config.targets) if old else set()
@@ -218,7 +221,9 @@ def _convert_and_publish(config: BuildConfig, old: Manifest | None, source, stal
 
             fresh = convert(source, [config.targets[n].target for n in stale], calibration=config.calibration,
                             calibration_samples=config.calibration_samples, output=staging / "out",
-                            preprocess=config.preprocess, progress=progress)
+                            preprocess=config.preprocess, progress=progress, logs=config.output / "logs")
+            source_log = config.output / "logs" / "source.log"
+            source_log.write_bytes(load_log + (source_log.read_bytes() if source_log.exists() else b""))
             _note_irreproducible(fresh, keys, cache)
         manifest = _merge(config, old, fresh, stale)
         with interrupts_held():
@@ -253,13 +258,19 @@ def _note_irreproducible(fresh: Manifest, keys: dict[str, dict[str, str]], cache
                                   f"(sha256 {artifact.sha256[:12]}, before {before[:12]}); the converter is not deterministic here")
 
 
-def _load_source(config: BuildConfig):
+def _load_source(config: BuildConfig, verbose: bool = False):
+    """The model, and what TensorFlow printed loading it (captured at the fd level, not on the terminal)."""
     from edgekit.converters.source import load_source
+    from edgekit.toollog import capture
 
-    try:
-        return load_source(config.model)
-    except InputError as exc:
-        raise config.error("model.path", str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="edgekit-log-") as scratch:
+        log = Path(scratch) / "source.log"
+        try:
+            with capture(log, tee=verbose):
+                source = load_source(config.model)
+        except InputError as exc:
+            raise config.error("model.path", str(exc)) from None
+        return source, log.read_bytes()
 
 
 def _specs(manifest: Manifest):

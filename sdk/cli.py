@@ -104,9 +104,11 @@ def convert(
     evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data for --accuracy-aware: .npz with inputs and 'labels'.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Goal of --accuracy-aware: accuracy drop vs the source (0-1; default: the profile's).")] = None,
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Goal of --accuracy-aware without labels: output cosine similarity to the source.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one artifact's converter may run before it counts as hung (default 900, or EDGEKIT_CONVERT_TIMEOUT).")] = None,
     no_repair: Annotated[bool, typer.Option("--no-repair", help="Leave an int8 artifact that misses its tolerance failed instead of searching for a repair.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the tools' own output to the terminal too (it always goes to DIR/logs/).")] = False,
 ) -> None:
     """Convert MODEL for each target into each format, quantize it, and verify every artifact."""
     from edgekit.console import Progress
@@ -127,7 +129,8 @@ def convert(
         max_accuracy_drop=max_accuracy_drop,
         min_cosine=min_cosine,
         repair=not no_repair,
-        progress=Progress(quiet=quiet or as_json),
+        progress=Progress(quiet=quiet or as_json, verbose=verbose),
+        timeout=timeout,
     )
     if as_json:
         print(json.dumps(manifest.to_dict(), indent=2))
@@ -136,7 +139,8 @@ def convert(
     if not manifest.passed:
         failed = [f"{a.target}/{a.format}" + _why_failed(a) for a in manifest.artifacts if not a.passed]
         failed += [f"{e['target']}/{e['format']}" for e in manifest.errors]
-        raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}", EXIT_FAILED)
+        logs = f"; the tools' output is in {manifest.path.parent / 'logs'}" if manifest.errors and manifest.path else ""
+        raise _fail(f"{len(failed)} artifact(s) failed: {', '.join(failed)}{logs}", EXIT_FAILED)
 
 
 @app.command()
@@ -164,8 +168,10 @@ def bench(
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one testcase per (artifact, budget).")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report with plots.")] = None,
     raw_samples: Annotated[bool, typer.Option("--raw-samples", help="Keep every latency sample in the JSON report (default: quantiles, a histogram and the first 200).")] = False,
+    logs: Annotated[Optional[Path], typer.Option("--logs", help="Directory for the runtimes' own output, one log per artifact (default: logs/ beside --report, else beside the manifest, else ./logs).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the runtimes' own output to the terminal too.")] = False,
 ) -> None:
     """Benchmark artifacts on their runtimes and judge latency, memory, size and accuracy budgets."""
     from edgekit import reports
@@ -190,7 +196,8 @@ def bench(
     settings = Settings(warmup=warmup, min_runs=min_runs, min_time=min_time, threads=threads, batch=batch,
                         backend=backend, device=accelerator, strict=strict, timeout=timeout, raw_samples=raw_samples)
     result = benchmark(paths, data=data, reference=reference, target=target, budgets=budget, settings=settings,
-                       progress=Progress(quiet=quiet or as_json), devices=devices, all_artifacts=all_artifacts)
+                       progress=Progress(quiet=quiet or as_json, verbose=verbose), devices=devices, all_artifacts=all_artifacts,
+                       logs=logs if logs is not None else (report.parent / "logs" if report is not None else None))
     for path, write in ((report, reports.write_json), (markdown, reports.write_markdown),
                         (junit, reports.write_junit), (html, reports.write_html)):
         if path is not None:
@@ -215,13 +222,14 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was built and decided as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines or table; failures still go to stderr.")] = False,
     publish: Annotated[Optional[Path], typer.Option("--publish", help="After a passing build, add its verified artifacts to model store STORE as the next version (see `edgekit serve`).")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the tools' own output to the terminal too (it always goes to OUTPUT/logs/).")] = False,
 ) -> None:
     """Convert, benchmark and gate the model as edgekit.toml says, redoing only what changed."""
     from edgekit.building import build as run_build
     from edgekit.console import Progress
 
     result = run_build(config, only=only, force=force, bench=not no_bench, rebench=rebench,
-                       progress=Progress(quiet=quiet or as_json))
+                       progress=Progress(quiet=quiet or as_json, verbose=verbose))
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not quiet:

@@ -7,10 +7,20 @@ from contextlib import contextmanager
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, stream=None):
+    def __init__(self, quiet: bool = False, stream=None, verbose: bool = False):
         self.quiet = quiet
-        self.stream = stream or sys.stderr
+        self.verbose = verbose  # tools' own output streams to the terminal too (-v), besides the logs
+        self._stream = stream
         self.live = not quiet and self.stream.isatty()
+
+    @property
+    def stream(self):
+        """The given stream, else the terminal's stderr (also while tools' output is captured to a log)."""
+        if self._stream is not None:
+            return self._stream
+        from edgekit.toollog import console
+
+        return console()
 
     def info(self, message: str) -> None:
         if not self.quiet:

@@ -1,9 +1,7 @@
 """`edgekit.convert`: a source model -> one verified artifact per (target, format), and a manifest."""
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import shutil
 import tempfile
 import time
@@ -57,6 +55,9 @@ def convert(
     min_cosine: float | None = None,
     repair: bool = True,
     progress: Progress = SILENT,
+    logs: str | Path | None = None,
+    timeout: float | None = None,
+    jobs: int | None = None,
     example_inputs: Any = None,
     input_names: list[str] | None = None,
 ) -> Manifest:
@@ -76,21 +77,36 @@ def convert(
     is searched for again by itself, judged on held-out calibration samples against the source
     (or on labelled `evaluation` with the profile's max_accuracy_drop); see converters/repair.py.
     Returns the manifest; `manifest.passed` is False when any artifact failed verification
-    or its accuracy-aware search (or repair) found nothing meeting the goal.
+    or its accuracy-aware search (or repair) found nothing meeting the goal, or could not be produced
+    (`manifest.errors`: a converter's exception or crash, a hang past `timeout` seconds, a
+    runtime that cannot load the file; each costs that (target, format) only).
+    `logs`: where the tools' own output goes (default `output/logs`): `<target>-<format>.log`
+    per artifact, `source.log` for loading and exporting the source; `progress.verbose`
+    streams it to the terminal too. `jobs`: format groups converted at once (default 2, or
+    EDGEKIT_JOBS).
     """
+    from edgekit import isolation, toollog
+
     if calibration_samples < 1:
         raise InputError(f"--calibration-samples must be at least 1, got {calibration_samples}")
     output = Path(output)
-    resolved = _load_targets(targets, precision)
-    source = model if isinstance(model, SourceModel) else load_source(
-        model, example_inputs=example_inputs, input_names=input_names)
-    plans, skipped = _plan(source, resolved, formats)
-    for plan in plans:
-        plan.layout = layouts.artifact_layout(source, preprocess or plan.target.preprocess)
-    calib = _load_calibration(calibration, source, plans, calibration_samples,
-                              layouts.source_preprocess(source, preprocess or resolved[0].preprocess))
-    evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
-    _prepare_output(output)
+    logs_dir = Path(logs) if logs is not None else output / "logs"
+    settings = isolation.settings(timeout, jobs)
+    # TensorFlow's import and load noise lands in a scratch log until the output is known good.
+    with tempfile.TemporaryDirectory(prefix="edgekit-log-") as scratch:
+        early_log = Path(scratch) / "source.log"
+        with toollog.capture(early_log, tee=progress.verbose):
+            resolved = _load_targets(targets, precision)
+            source = model if isinstance(model, SourceModel) else load_source(
+                model, example_inputs=example_inputs, input_names=input_names)
+            plans, skipped = _plan(source, resolved, formats)
+            for plan in plans:  # travels with the plan into the format group's child
+                plan.layout = layouts.artifact_layout(source, preprocess or plan.target.preprocess)
+            calib = _load_calibration(calibration, source, plans, calibration_samples,
+                                      layouts.source_preprocess(source, preprocess or resolved[0].preprocess))
+            evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
+            _prepare_output(output)
+        source_log = _start_logs(logs_dir, early_log)
     # Everything is validated before the first line is printed: bad input gets one line.
     progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
     if calib is not None:
@@ -100,12 +116,25 @@ def convert(
 
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-staging-", dir=output))
     try:
-        manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress, repair)
-        manifest.skipped = skipped
-        _publish(staging, output, manifest)
+        with toollog.capture(source_log, tee=progress.verbose):
+            manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress,
+                            logs_dir, settings, repair)
+            manifest.skipped = skipped
+            _publish(staging, output, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _start_logs(logs_dir: Path, early_log: Path) -> Path:
+    """logs/source.log, opened with what loading the source printed; this run's logs replace the last run's."""
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        source_log = logs_dir / "source.log"
+        source_log.write_bytes(early_log.read_bytes() if early_log.exists() else b"")
+    except OSError as exc:
+        raise InputError(f"log directory {logs_dir} is not writable: {exc.strerror}") from None
+    return source_log
 
 
 def _load_targets(targets: Any, precision: str | None) -> list[Target]:
@@ -189,39 +218,93 @@ def _prepare_output(output: Path) -> None:
         raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
 
 
-def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, repair=True) -> Manifest:
+def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings,
+         repair: bool = True) -> Manifest:
+    from edgekit import isolation
+
+    started = time.perf_counter()
     samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
     reference = reference_outputs(source.run, samples) if verify_artifacts else []
     manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
     exports = Exports(source, staging / ".exports")
     exports.workdir.mkdir()
-    for plan in plans:
+    referenced = time.perf_counter()
+    shared = isolation.shared_exports(exports, plans)  # the SavedModel, made once for every child
+    exported = time.perf_counter()
+    stem = source.path.stem if source.path else "model"
+    work = [
+        isolation.Work(index, plan, staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}",
+                       logs_dir / f"{plan.target.name}-{plan.format.value}.log")
+        for index, plan in enumerate(plans)
+    ]
+    context = isolation.Context(source=source, calibration=calib, evaluation=evaluation, samples=samples,
+                                reference=reference, verify=verify_artifacts, staging=staging, shared=shared,
+                                verbose=progress.verbose, repair=repair)
+
+    def report(item: isolation.Work, outcome: isolation.Outcome) -> None:
+        plan = item.plan
         label = f"{plan.target.name}/{plan.format.value} ({plan.recipe.precision.value})"
-        try:
-            # Converters' own progress bars (NNCF's) go to stderr: stdout is kept for --json.
-            with progress.step(f"converting {label}"), contextlib.redirect_stdout(sys.stderr):
-                if plan.goal is not None:
-                    artifact = _search_one(source, plan, calib, evaluation, exports, staging, progress)
-                else:
-                    artifact = _convert_one(source, plan, calib, exports, staging, output)
-                if verify_artifacts:
-                    _verify_one(artifact, plan, samples, reference)
-                    artifact = _repair_if_needed(source, plan, artifact, calib, evaluation, exports, staging,
-                                                 samples, reference, repair, progress)
-                _check_placement(artifact, plan)
-        except ConversionError as exc:
-            manifest.errors.append({"target": plan.target.name, "format": plan.format.value, "error": str(exc)})
-            progress.info(f"FAILED {label}: {exc}")
-            continue
-        manifest.artifacts.append(artifact)
-        progress.info(_outcome_line(label, artifact))
+        if outcome.artifact is not None:
+            outcome.artifact.log = item.log
+            progress.info(_outcome_line(label, outcome.artifact))
+        else:
+            progress.info(f"FAILED {label}: {outcome.error} (log: {_log_name(item.log, output)})")
+
+    with progress.step(f"converting {len(plans)} artifact(s)"):
+        outcomes = isolation.run(work, context, settings, report)
+    manifest.timings = {"reference": referenced - started, "export": exported - referenced,
+                        "artifacts": time.perf_counter() - exported}
+    for item in work:  # manifest order is plan order, whatever order the children finished in
+        outcome = outcomes[item.index]
+        if outcome.artifact is not None:
+            manifest.artifacts.append(outcome.artifact)
+        else:
+            manifest.errors.append({"target": item.plan.target.name, "format": item.plan.format.value,
+                                    "error": outcome.error, "log": _log_name(item.log, output)})
     return manifest
 
 
-def _convert_one(source, plan: _Plan, calib, exports, staging: Path, output: Path) -> Artifact:
-    stem = source.path.stem if source.path else "model"
-    staged = staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}"
+def _log_name(log: Path, output: Path) -> str:
+    """A log's path as the manifest names it: relative to the output directory when inside it."""
+    try:
+        return log.resolve().relative_to(output.resolve()).as_posix()
+    except ValueError:
+        return str(log.resolve())
+
+
+def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, samples, reference,
+            verify_artifacts: bool, progress: Progress = SILENT, phase=lambda name: None,
+            repair: bool = True) -> Artifact:
+    """One artifact: convert (or search) `plan` into `staged`, verify it, check its op placement.
+
+    The single place one (target, format) is produced; it runs inside that format group's
+    child process (edgekit.conversion_worker). `phase("verifying")` tells the parent which
+    tool was running should the process die.
+    """
+    from edgekit import timings
+
     staged.parent.mkdir(parents=True, exist_ok=True)
+    with timings.stopwatch() as steps:
+        if plan.goal is not None:
+            artifact = _search_one(source, plan, staged, calib, evaluation, exports, progress)
+        else:
+            artifact = _convert_one(source, plan, staged, calib, exports)
+        if verify_artifacts:
+            phase("verifying")
+            with timings.timed("verify"):
+                _verify_one(artifact, plan, samples, reference)
+            phase("repairing")
+            artifact = _repair_if_needed(source, plan, artifact, calib, evaluation, exports, staged.parent.parent,
+                                         samples, reference, repair, progress)
+    phase("checking placement")
+    _check_placement(artifact, plan)
+    # What the converter spent beyond exporting and calibrating is its conversion and quantization.
+    quantize = max(0.0, artifact.seconds - steps.get("export", 0.0) - steps.get("calibrate", 0.0))
+    artifact.timings = {step: steps.get(step, 0.0) for step in timings.STEPS} | {"quantize": quantize}
+    return artifact
+
+
+def _convert_one(source, plan: _Plan, staged: Path, calib, exports) -> Artifact:
     calib = layouts.dataset_in(calib, plan.layout)
     job = ConvertJob(source, plan.target.name, plan.format, plan.recipe, calib, exports, staged, plan.layout)
     started = time.perf_counter()
@@ -293,17 +376,14 @@ def _attach_goals(plans, source, evaluation, flag: bool, max_drop: float | None,
     return data
 
 
-def _search_one(source, plan: _Plan, calib, evaluation, exports, staging: Path, progress) -> Artifact:
+def _search_one(source, plan: _Plan, staged: Path, calib, evaluation, exports, progress) -> Artifact:
     """The accuracy-aware search's chosen candidate, as the artifact of this (target, format)."""
     from edgekit.converters.accuracy_aware import search
 
     started = time.perf_counter()
-    workdir = staging / ".search" / plan.target.name / plan.format.value
+    workdir = staged.parent.parent / ".search" / plan.target.name / plan.format.value
     result = search(source, plan.target.name, plan.format, plan.recipe, calib, evaluation, plan.goal, exports,
                     workdir, progress)
-    stem = source.path.stem if source.path else "model"
-    staged = staging / plan.target.name / f"{stem}{EXTENSIONS[plan.format]}"
-    staged.parent.mkdir(parents=True, exist_ok=True)
     os.replace(result.path, staged)
     if plan.format is Format.OPENVINO:
         os.replace(result.path.with_suffix(".bin"), staged.with_suffix(".bin"))

@@ -44,6 +44,7 @@ class Manifest:
     created: str = field(default_factory=_created)
     edgekit_version: str = field(default_factory=edgekit_version)
     path: Path | None = None  # where it was written or read
+    timings: dict[str, float] | None = None  # seconds of the run's shared steps: load, export, reference, total
 
     @property
     def passed(self) -> bool:
@@ -62,6 +63,7 @@ class Manifest:
             "errors": self.errors,
             "preprocess": self.preprocess,
             "labels": self.labels,
+            **({"timings": {k: round(v, 3) for k, v in self.timings.items()}} if self.timings else {}),
         }
 
     def write(self, path: Path) -> None:
@@ -88,6 +90,7 @@ class Manifest:
             errors=data.get("errors", []),
             preprocess=data.get("preprocess"),
             labels=data.get("labels"),
+            timings=data.get("timings"),
             created=data["created"],
             edgekit_version=data["edgekit_version"],
         )
@@ -118,9 +121,17 @@ def _artifact_dict(artifact: Artifact, base: Path | None) -> dict[str, Any]:
         "notes": artifact.notes,
         "compatibility": artifact.compatibility,
         "accuracy_aware": artifact.accuracy_aware,
+        "log": _relative(artifact.log, base),
+        "timings": {k: round(v, 3) for k, v in artifact.timings.items()} if artifact.timings else None,
         "traits": artifact.traits,
         "repair": artifact.repair,
     }
+
+
+def _relative(path: Path | None, base: Path | None) -> str | None:
+    if path is None:
+        return None
+    return Path(os.path.relpath(path, base)).as_posix() if base is not None else str(path)
 
 
 def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
@@ -144,6 +155,8 @@ def _artifact_from(data: dict[str, Any], base: Path) -> Artifact:
         compatibility=data.get("compatibility"),
         accuracy_aware=data.get("accuracy_aware"),
         layout=data.get("layout"),
+        log=base / data["log"] if data.get("log") else None,
+        timings=data.get("timings"),
         traits=data.get("traits"),
         repair=data.get("repair"),
     )

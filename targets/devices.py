@@ -153,6 +153,11 @@ def devices_from_dict(tables: Any, path: Path, label: str | None = None, prefix:
             raise InputError(f"{label}: {key}: a device name is letters, digits, '.', '_' and '-'")
         if not isinstance(table, dict):
             raise InputError(f"{label}: {key}: expected a table, got {table!r}")
+        for internal in ("name", "source"):  # filled in by edgekit, not keys a table may set
+            if internal in table:
+                known = [f for f in Device.model_fields if f not in ("name", "source")]
+                raise InputError(f"{label}: {key}.{internal}: unknown key (the table's name is the device's name; "
+                                 f"accepted: {', '.join(known)})")
         try:
             device = Device.model_validate({**table, "name": name, "source": label})
         except ValidationError as exc:

@@ -31,8 +31,10 @@ def make_project(folder: Path, digits: dict[str, Path], config: str = "") -> Pat
     return folder / "edgekit.toml"
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def snapshot(folder: Path, logs: bool = True) -> dict[str, bytes]:
+    """Every file's bytes; without logs/ (`logs=False`) where a run that was stopped may leave its tools' output."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and (logs or p.relative_to(folder).parts[0] != "logs")}
 
 
 def states(result) -> dict[str, str]:
@@ -312,9 +314,9 @@ def test_interrupted_build_leaves_previous_dist_valid(base_project):
     config = base_project / "interrupt.toml"
     config.write_text(BASE + "[targets.cpu]\nformats = ['tflite', 'onnx']\n")
     dist = base_project / "dist"
-    before = snapshot(dist)
+    before = snapshot(dist, logs=False)
     interrupt_after_first_artifact([EDGEKIT, "build", "-c", str(config), "--force", "--no-bench"])
-    assert snapshot(dist) == before
+    assert snapshot(dist, logs=False) == before
     manifest = json.loads((dist / "manifest.json").read_text())
     from edgekit.artifact import sha256_of
 

@@ -122,3 +122,65 @@ P999 Latency: 0.005 s
     latency = parsed["latency"]
     assert latency["runs"] == 500 and latency["p50_ms"] == pytest.approx(2.35) and latency["p99_ms"] == pytest.approx(4.1)
     assert latency["mean_ms"] == 2.4 and parsed["init_ms"] == pytest.approx(51.2) and parsed["peak_memory_mb"] == 100.0
+
+
+# The device probe (benchmarks/remote/fingerprint.py) as a Raspberry Pi 5 answers it.
+PI_PROBE = """\
+@uname
+Linux 6.6.31+rpt-rpi-2712 aarch64
+@os
+Debian GNU/Linux 12 (bookworm)
+@android
+@cpuinfo
+CPU part	: 0xd0b
+Model		: Raspberry Pi 5 Model B Rev 1.0
+@devicetree
+Raspberry Pi 5 Model B Rev 1.0
+@cores
+4
+@governor
+performance
+performance
+performance
+performance
+@freq
+2400000
+2400000
+2400000
+2400000
+@maxfreq
+2400000
+@thermal
+cpu-thermal 61850
+@throttled
+throttled=0x0
+@df
+/dev/mmcblk0p2 30502032 9520012 19400388 33% /
+@end
+"""
+
+
+def test_probe_of_a_raspberry_pi():
+    from edgekit.benchmarks.remote.fingerprint import parse_probe
+
+    facts = parse_probe(PI_PROBE)
+    assert facts["cpu_model"] == "Raspberry Pi 5 Model B Rev 1.0" and facts["cores"] == 4
+    assert facts["governor"] == ["performance"] and facts["frequencies_mhz"] == [2400.0] * 4
+    assert facts["temperatures_c"] == {"cpu-thermal": 61.85} and facts["vcgencmd_throttled"] == "0x0"
+    assert facts["free_disk_mb"] == pytest.approx(19400388 / 1024) and facts["kernel"].endswith("aarch64")
+
+
+def test_throttled_marking():
+    from edgekit.benchmarks.remote.fingerprint import parse_probe, throttled
+
+    before = parse_probe(PI_PROBE)
+    assert throttled(before, before, 80.0) == []
+    hot = parse_probe(PI_PROBE.replace("2400000\n2400000\n2400000\n2400000\n@maxfreq", "1500000\n1500000\n1500000\n"
+                                       "1500000\n@maxfreq").replace("61850", "85200").replace("0x0", "0x60006"))
+    reasons = throttled(before, hot, 80.0)
+    assert "CPU frequency dropped from 2400 to 1500 MHz" in reasons
+    assert "temperature reached 85.2 °C (threshold 80 °C)" in reasons
+    assert any("vcgencmd get_throttled = 0x60006" in r for r in reasons)
+    ondemand = parse_probe(PI_PROBE.replace("performance", "ondemand"))
+    assert throttled(ondemand, parse_probe(PI_PROBE.replace("performance", "ondemand").replace("2400000", "600000")),
+                     None) == []  # an ondemand governor idles low by design: not throttling

@@ -75,6 +75,7 @@ def test_devices_lists_the_loopback_device(cli, lab, inventory, tmp_path):
          ["devices.pi.binary", "required for runner = 'benchmark_app'"]),
         ('[devices.pi]\ntransport = "ssh"\nhost = "pi"\ntarget = "cpu"\n[devices.pi.cooldown]\nmax_temp = 60\n',
          ["devices.pi.cooldown.max_temp", "did you mean 'max_temperature_c'"]),
+        ('[devices.pi]\ntransport = "ssh"\nhost = "pi"\ntarget = "cpu"\nname = "other"\n', ["devices.pi.name", "unknown key"]),
     ],
 )
 def test_bad_inventory_is_exit_2_naming_file_and_key(cli, inventory, table, fragments):
@@ -150,9 +151,18 @@ def test_adb_with_no_device_attached_is_a_clear_error(cli, adb_server, inventory
     assert "Traceback" not in result.stderr
 
 
+def _default_adb_servers() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "fork-server" in " ".join(p.info["cmdline"] or [])
+            and "tcp:5037" in " ".join(p.info["cmdline"] or [])}
+
+
 def test_adb_server_not_running_is_unreachable(cli, inventory):
     path = inventory(f'[devices.phone]\ntransport = "adb"\ntarget = "cpu"\nadb_server = "127.0.0.1:{free_port()}"\n')
+    before = _default_adb_servers()
     status, = json.loads(cli("devices", "-i", path, "--json").stdout)
+    assert _default_adb_servers() <= before  # no adb server started on the user's behalf
     assert not status["reachable"] and "not reachable" in status["error"] and "adb start-server" in status["error"]
 
 
@@ -372,3 +382,17 @@ def test_vendor_binary_route_with_openvinos_benchmark_app(cli, lab, inventory, t
     assert m["latency"] is not None, (m["skipped"], m["backend"]["output_tail"])
     assert m["latency"]["p50_ms"] > 0 and m["latency"]["runs"] >= 5  # parsed from the tool's own report
     assert m["device"]["fingerprint"]["runtime"].startswith("benchmark_app")
+
+
+def test_cooldown_is_recorded_and_a_missing_sensor_is_said(cli, lab, inventory, tmp_path, device_dist):
+    path = inventory(device_table(lab, tmp_path, cooldown={"seconds": 0.2, "max_temperature_c": 70}))
+    result = cli("bench", device_dist["dir"] / "cpu-fp32" / "tiny.onnx", "--device", "loopback", "-i", path, "--all",
+                 *FAST, "--json")
+    assert result.code == 0, result
+    m, = _rows(result).values()
+    cooldown = m["device"]["thermal"]["cooldown"]
+    assert cooldown["fixed_s"] == 0.2
+    if m["device"]["thermal"]["before"]["temperatures_c"] is None:  # this host exposes no thermal zone
+        assert "no temperature sensor" in cooldown["note"]
+    else:
+        assert "waited_s" in cooldown

@@ -306,10 +306,16 @@ def convert_onnx_source(path: Path, recipe: Recipe, data: Dataset | None, out: P
 
 def test_quantized_softmax_output_is_warned_about(softmax_onnx, tmp_path):
     data = Dataset({"x": np.random.default_rng(2).normal(size=(32, 16)).astype(np.float32)})
-    recipe = Recipe(precision="int8-static", runtime="onnxruntime", activation_type="uint8")
+    # Full integer (an NPU recipe) quantizes the softmax too: that is warned about.
+    recipe = Recipe(precision="int8-full", runtime="onnxruntime", activation_type="int8")
     converted = convert_onnx_source(softmax_onnx, recipe, data, tmp_path / "q.onnx")
     assert any("Softmax" in note and "'probs'" in note for note in converted.notes)
     assert "tf2onnx" not in converted.tools
+    # int8-static keeps the softmax in float (converters/traits.py) and quantizes the MatMul: nothing to warn about.
+    recipe = Recipe(precision="int8-static", runtime="onnxruntime", activation_type="uint8")
+    converted = convert_onnx_source(softmax_onnx, recipe, data, tmp_path / "s.onnx")
+    assert any("kept in float" in note and "Softmax" in note for note in converted.notes), converted.notes
+    assert not any("'probs'" in note and "quantized" in note.lower() and "kept" not in note for note in converted.notes)
 
 
 def test_onnx_source_with_external_data_becomes_one_file(softmax_onnx, tmp_path):

@@ -22,6 +22,13 @@ class ADBTransport(Transport):
         self.name = device.name
         host, _, port = (device.adb_server or DEFAULT_SERVER).rpartition(":")
         self._server = f"{host}:{port}"
+        # Checked here first: adbutils starts a local adb server on the default port when it cannot
+        # connect, a daemon left running on the user's behalf (and the wrong one for another port).
+        try:
+            socket.create_connection((host, int(port)), timeout=device.connect_timeout).close()
+        except OSError as exc:
+            raise Unreachable(f"adb server {self._server} not reachable ({exc.strerror or exc}); "
+                              "start it with `adb start-server`") from None
         client = adbutils.AdbClient(host=host, port=int(port), socket_timeout=device.connect_timeout)
         try:
             attached = [d.serial for d in client.device_list()]

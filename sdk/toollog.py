@@ -1,0 +1,141 @@
+"""Third-party tools' output goes to a log file, captured at the file-descriptor level.
+
+TensorFlow's C++ logging, the TFLite converter's `fully_quantize: 0 ...` lines, absl and
+oneDNN banners, LiteRT's "Created TensorFlow Lite XNNPACK delegate" and NNCF's progress
+bars are written straight to fds 1 and 2 by native code, past any `sys.stderr` object:
+only `os.dup2` onto those fds catches them. `capture(path)` points fds 1 and 2 (and
+`sys.stdout`/`sys.stderr`, for callers that replaced them) at the log for the block;
+`tee=True` (`-v`) copies everything to the terminal as well. edgekit's own lines keep
+reaching the terminal through `console()`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+_terminal: list[io.TextIOBase] = []  # the original stderr while a capture is active (innermost last)
+
+
+def console() -> io.TextIOBase:
+    """Where edgekit's own lines go: the terminal's stderr, even inside a capture."""
+    return _terminal[-1] if _terminal else sys.stderr
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+@contextlib.contextmanager
+def capture(path: str | Path, *, tee: bool = False) -> Iterator[Path]:
+    """Send everything written to fds 1 and 2 during the block to `path` (appended)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    copier = None
+    if tee:
+        read_end, write_end = os.pipe()
+        copier = threading.Thread(target=_copy, args=(read_end, log, saved_err), daemon=True)
+        copier.start()
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    else:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    previous = sys.stderr
+    if _writes_to_fd2(previous):
+        terminal = os.fdopen(os.dup(saved_err), "w", buffering=1, closefd=True)
+    else:  # a Python-level stream (a test runner's buffer): dup2 does not touch it
+        terminal = None
+    _terminal.append(terminal or previous)
+    python_stream = os.fdopen(os.dup(2), "w", buffering=1, closefd=True)
+    try:
+        with contextlib.redirect_stdout(python_stream), contextlib.redirect_stderr(python_stream):
+            yield path
+    finally:
+        _flush()
+        python_stream.close()
+        _terminal.pop()
+        if terminal is not None:
+            terminal.close()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        if copier is not None:
+            copier.join(timeout=10)  # fds 1/2 no longer hold the pipe: the copier reads to EOF
+        for fd in (saved_out, saved_err, log):
+            os.close(fd)
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _copy(read_end: int, log: int, terminal: int) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := os.read(read_end, 65536):
+            os.write(log, chunk)
+            with contextlib.suppress(OSError):
+                os.write(terminal, chunk)
+    os.close(read_end)
+
+
+def popen_logged(command: list[str], log: Path, *, tee: bool, env: dict[str, str] | None = None,
+                 new_session: bool = False) -> tuple[subprocess.Popen, threading.Thread | None]:
+    """Start `command` with its stdout and stderr appended to `log` (and to the terminal with `tee`)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "ab")
+    if not tee:
+        try:
+            return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=new_session), None
+        finally:
+            handle.close()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=env, start_new_session=new_session)
+    terminal = console()
+
+    def copy() -> None:
+        with handle:
+            for chunk in iter(lambda: process.stdout.read1(65536), b""):
+                handle.write(chunk)
+                handle.flush()
+                with contextlib.suppress(Exception):
+                    terminal.write(chunk.decode(errors="replace"))
+                    terminal.flush()
+
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
+    return process, copier
+
+
+def tail(path: Path, lines: int = 40) -> list[str]:
+    """The last non-empty lines of a log, for a one-line reason when a tool crashed."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+
+
+def quiet_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for tool subprocesses: TF's C++ INFO lines off, no telemetry (they still land in the log)."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    return env
