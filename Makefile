@@ -26,6 +26,7 @@ perf: $(STAMP)
 	done
 	$(PY) -m pytest tests/perf/test_serve_load.py -o addopts="" -q -s
 	$(PY) -m pytest tests/perf/test_cluster.py -o addopts="" -q -s
+	$(PY) -m pytest tests/perf/test_torch_models.py -o addopts="" -q -s
 	$(PY) -m pytest tests/perf/test_remote.py -o addopts="" -q -s
 
 # The architecture zoo (tests/zoo): trains ~20 models (cached in ~/.cache/edgekit-zoo), converts each

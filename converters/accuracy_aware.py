@@ -233,7 +233,7 @@ class _Search:
         trial = Trial(description, _changes(recipe, self.profile), recipe=recipe, path=path)
         self.trials.append(trial)
         try:
-            trial.converted = converter_for(self.fmt)(self.job(recipe, path))
+            trial.converted = converter_for(self.fmt, self.source.format)(self.job(recipe, path))
         except ConversionError as exc:
             trial.error = str(exc)
             self.say(f"{description}: could not convert: {exc}")

@@ -29,6 +29,9 @@ class ConvertJob:
     calibration: Dataset | None
     exports: Exports  # cached fp32 intermediates of the source (SavedModel, ONNX, ...)
     output: Path  # file to write: .tflite, .onnx or .xml (+ .bin)
+    # Input layout of the artifact (converters/layout.py): None = the source's, unchanged.
+    # `calibration` is already in this layout; `source.inputs` are in the source's.
+    layout: str | None = None
 
 
 @dataclass

@@ -53,7 +53,10 @@ class Exports:
         if self.source.format == "onnx":
             return self.source.path  # type: ignore[return-value]
         if self._onnx is None:
-            from edgekit.converters.onnx import export_fp32
+            if self.source.format == "torch":
+                from edgekit.converters.torch_onnx import export_fp32
+            else:
+                from edgekit.converters.onnx import export_fp32
 
             target = self.workdir / "fp32.onnx"
             export_fp32(self, target)

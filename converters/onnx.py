@@ -98,7 +98,7 @@ def convert(job: ConvertJob) -> Converted:
                 notes.append(f"left in float by onnxruntime's quantizer: {', '.join(ops)}")
             notes += _softmax_notes(model)
         _check(model, f"the {recipe.precision.value} ONNX model")
-        onnx.save(model, str(job.output))
+        _save(model, job.output)
     return Converted(
         inputs=_specs(model.graph.input, job.source.inputs, quantization),
         outputs=_specs(model.graph.output, job.source.outputs, quantization),
@@ -754,6 +754,15 @@ def _specs(values: Any, order: list[TensorSpec], quantization: dict[str, Quantiz
             )
         )
     return specs
+
+
+def _save(model: Any, path: Path) -> None:
+    """One file, or weights as external data `<name>.data` beside it past protobuf's 2 GB limit."""
+    onnx = require("onnx")
+    if model.ByteSize() < 2**31 - 2**24:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
 
 
 def _opset(model: Any) -> int:

@@ -128,6 +128,10 @@ def _check_recipe(recipe: Recipe) -> None:
 
 def _read_source(ov: Any, job: ConvertJob) -> Any:
     fmt = job.source.format
+    if fmt == "torch":  # the ExportedProgram itself, not a file (converters/torch_openvino.py)
+        from edgekit.converters.torch_openvino import read_program
+
+        return read_program(ov, job)
     path = job.exports.saved_model() if fmt in ("keras", "saved_model") else job.source.path
     try:
         model = ov.convert_model(str(path))

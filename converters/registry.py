@@ -16,12 +16,19 @@ CONVERTERS: dict[Format, str] = {
     Format.OPENVINO: "edgekit.converters.openvino:convert",
 }
 
+# A PyTorch program is not a TensorFlow graph: each format has its own torch converter.
+TORCH_CONVERTERS: dict[Format, str] = {
+    Format.TFLITE: "edgekit.converters.torch_tflite:convert",
+    Format.ONNX: "edgekit.converters.torch_onnx:convert",
+    Format.OPENVINO: "edgekit.converters.torch_openvino:convert",
+}
+
 # Source formats each output format can be made from.
 SOURCES: dict[Format, frozenset[str]] = {
     # TFLiteConverter takes Keras and SavedModel; a .tflite source passes through as fp32 only.
-    Format.TFLITE: frozenset({"keras", "saved_model", "tflite"}),
-    Format.ONNX: frozenset({"keras", "saved_model", "onnx", "tflite"}),
-    Format.OPENVINO: frozenset({"keras", "saved_model", "onnx", "tflite"}),
+    Format.TFLITE: frozenset({"keras", "saved_model", "tflite", "torch"}),
+    Format.ONNX: frozenset({"keras", "saved_model", "onnx", "tflite", "torch"}),
+    Format.OPENVINO: frozenset({"keras", "saved_model", "onnx", "tflite", "torch"}),
 }
 
 PRECISIONS: dict[Format, frozenset[Precision]] = {
@@ -45,8 +52,9 @@ def check_supported(source_format: str, fmt: Format, precision: Precision) -> st
     return None
 
 
-def converter_for(fmt: Format) -> Callable:
-    module, _, name = CONVERTERS[fmt].partition(":")
+def converter_for(fmt: Format, source_format: str | None = None) -> Callable:
+    table = TORCH_CONVERTERS if source_format == "torch" else CONVERTERS
+    module, _, name = table[fmt].partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except KeyError as exc:  # pragma: no cover - registry typo

@@ -186,7 +186,7 @@ def _fp32_latency(source, target_name, fmt, recipe, exports, workdir: Path, data
     })
     path = workdir / f"fp32{EXTENSIONS[fmt]}"
     try:
-        converted = converter_for(fmt)(ConvertJob(source, target_name, fmt, fp32, None, exports, path))
+        converted = converter_for(fmt, source.format)(ConvertJob(source, target_name, fmt, fp32, None, exports, path))
         backend = open_backend(path, fp32, notes)
     except Exception as exc:  # the fp32 reference only serves the ratio; the repair stands without it
         notes.append(f"fp32 latency not measured: {exc}")

@@ -11,7 +11,7 @@ from edgekit._deps import require
 from edgekit.artifact import TensorSpec, sha256_of
 from edgekit.errors import InputError
 
-SOURCE_FORMATS = ("keras", "saved_model", "onnx", "tflite")
+SOURCE_FORMATS = ("keras", "saved_model", "onnx", "tflite", "torch")
 
 
 @dataclass
@@ -21,7 +21,7 @@ class SourceModel:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     sha256: str
-    handle: Any = field(default=None, repr=False)  # keras.Model, loaded SavedModel, or a Backend
+    handle: Any = field(default=None, repr=False)  # keras.Model, SavedModel, Backend, or TorchProgram
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Reference outputs, in output order, for feeds keyed by the source's input names."""
@@ -30,6 +30,8 @@ class SourceModel:
             result = self.handle(ordered if len(ordered) > 1 else ordered[0], training=False)
             result = result if isinstance(result, (list, tuple)) else [result]
             return [np.asarray(r) for r in result]
+        if self.format == "torch":  # the ExportedProgram, traced in eval mode
+            return self.handle.run(ordered)
         if self.format == "saved_model":
             signature = self.handle.signatures["serving_default"]
             result = signature(**{spec.name: np.asarray(feeds[spec.name]) for spec in self.inputs})
@@ -41,12 +43,22 @@ class SourceModel:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else "<in-memory keras.Model>"
+        if self.path:
+            return str(self.path)
+        return "<in-memory torch program>" if self.format == "torch" else "<in-memory keras.Model>"
 
 
-def load_source(model: Any) -> SourceModel:
-    """A SourceModel from a path (.keras, .h5, SavedModel dir, .onnx, .tflite) or a keras.Model."""
+def load_source(model: Any, *, example_inputs: Any = None, input_names: list[str] | None = None) -> SourceModel:
+    """A SourceModel from a path (.keras, .h5, SavedModel dir, .onnx, .tflite, .pt2), a keras.Model,
+    an nn.Module with `example_inputs`, or a torch.export ExportedProgram.
+
+    `input_names` renames a torch program's inputs (default: its signature's names).
+    """
+    from edgekit.converters import torch_source
+
     if not isinstance(model, (str, Path)):
+        if torch_source.is_torch_object(model):
+            return torch_source.from_object(model, example_inputs, input_names)
         return _from_keras_object(model)
     path = Path(model)
     if not path.exists():
@@ -58,14 +70,20 @@ def load_source(model: Any) -> SourceModel:
                 "pass a SavedModel directory, or a .keras, .h5, .onnx or .tflite file"
             )
         return _from_saved_model(path)
-    loaders = {".keras": _from_keras_file, ".h5": _from_keras_file, ".onnx": _from_onnx, ".tflite": _from_tflite}
+    if path.suffix.lower() in torch_source.CHECKPOINT_SUFFIXES:
+        raise torch_source.refuse_checkpoint(path)
+    loaders = {".keras": _from_keras_file, ".h5": _from_keras_file, ".onnx": _from_onnx, ".tflite": _from_tflite,
+               ".pt2": lambda p: torch_source.load_pt2(p, input_names)}
     loader = loaders.get(path.suffix.lower())
     if loader is None:
         raise InputError(
-            f"{path}: unknown model type '{path.suffix}' (accepted: .keras, .h5, .onnx, .tflite, or a SavedModel directory)"
+            f"{path}: unknown model type '{path.suffix}' "
+            "(accepted: .keras, .h5, .onnx, .tflite, .pt2, or a SavedModel directory)"
         )
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
+    if (example_inputs is not None or input_names) and path.suffix.lower() != ".pt2":
+        raise InputError(f"{path}: example_inputs and input_names are for PyTorch sources (.pt2 or nn.Module)")
     return loader(path)
 
 

@@ -80,15 +80,20 @@ class Artifact:
     profile: str = ""  # the target profile it was made from: a built-in name or a .toml path
     compatibility: dict | None = None  # which ops the target's accelerator runs (converters/compat.py)
     accuracy_aware: dict | None = None  # the accuracy-aware search: trials, float nodes, before/after
+    layout: str | None = None  # NCHW or NHWC: what its 4-D inputs take (PyTorch sources); None: the source's
     log: Path | None = None  # the tools' own output while it was made: DIR/logs/<target>-<format>.log
     timings: dict[str, float] | None = None  # seconds by step: export, calibrate, quantize, verify
     traits: dict | None = None  # the graph's int8-relevant traits and the settings chosen for them
     repair: dict | None = None  # the automatic repair of a missed tolerance: trials, what stayed in float
 
     def files(self) -> list[Path]:
-        """Every file that makes up the artifact (OpenVINO IR is .xml + .bin)."""
+        """Every file that makes up the artifact (OpenVINO IR is .xml + .bin; a large ONNX model
+        keeps its weights as external data in `<name>.onnx.data`)."""
         if self.format == "openvino":
             return [self.path, self.path.with_suffix(".bin")]
+        external = self.path.with_name(self.path.name + ".data")
+        if self.format == "onnx" and external.exists():
+            return [self.path, external]
         return [self.path]
 
     def fingerprint(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from edgekit.artifact import Artifact
 from edgekit.console import SILENT, Progress
+from edgekit.converters import layout as layouts
 from edgekit.converters.base import ConvertJob
 from edgekit.converters.exports import Exports
 from edgekit.converters.registry import check_supported, converter_for
@@ -34,6 +35,7 @@ class _Plan:
     format: Format
     recipe: Recipe
     goal: AccuracyAware | None = None  # set when the int8 recipe is searched for (accuracy-aware)
+    layout: str | None = None  # the artifact's input layout (converters/layout.py); None: the source's
 
 
 def convert(
@@ -57,11 +59,15 @@ def convert(
     timeout: float | None = None,
     jobs: int | None = None,
     cluster: Any = None,
+    example_inputs: Any = None,
+    input_names: list[str] | None = None,
 ) -> Manifest:
     """Convert `model` for each target into each of its formats, verify, and write `output/manifest.json`.
 
     `model`: a .keras/.h5 file, a SavedModel directory, an .onnx or .tflite file, a keras.Model,
+    a PyTorch .pt2 program, an nn.Module (with `example_inputs=(x,)`) or an ExportedProgram,
     or a SourceModel already loaded (`edgekit build` loads it once to check data first).
+    `input_names` renames a PyTorch program's inputs (default: the names in its signature).
     `targets`: built-in profile names, profile .toml paths, or loaded Targets.
     `calibration`: an .npz/.npy file, an image folder, a dict of arrays or a Dataset; required
     by int8-static/int8-full/int16x8 recipes, never replaced by random data.
@@ -95,9 +101,13 @@ def convert(
         early_log = Path(scratch) / "source.log"
         with toollog.capture(early_log, tee=progress.verbose):
             resolved = _load_targets(targets, precision)
-            source = model if isinstance(model, SourceModel) else load_source(model)
+            source = model if isinstance(model, SourceModel) else load_source(
+                model, example_inputs=example_inputs, input_names=input_names)
             plans, skipped = _plan(source, resolved, formats)
-            calib = _load_calibration(calibration, source, plans, calibration_samples, preprocess or resolved[0].preprocess)
+            for plan in plans:  # travels with the plan into the format group's child
+                plan.layout = layouts.artifact_layout(source, preprocess or plan.target.preprocess)
+            calib = _load_calibration(calibration, source, plans, calibration_samples,
+                                      layouts.source_preprocess(source, preprocess or resolved[0].preprocess))
             evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
             _prepare_output(output)
         source_log = _start_logs(logs_dir, early_log)
@@ -317,9 +327,10 @@ def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, sampl
 
 
 def _convert_one(source, plan: _Plan, staged: Path, calib, exports) -> Artifact:
-    job = ConvertJob(source, plan.target.name, plan.format, plan.recipe, calib, exports, staged)
+    calib = layouts.dataset_in(calib, plan.layout)
+    job = ConvertJob(source, plan.target.name, plan.format, plan.recipe, calib, exports, staged, plan.layout)
     started = time.perf_counter()
-    converted = converter_for(plan.format)(job)
+    converted = converter_for(plan.format, source.format)(job)
     return _artifact(plan, staged, converted, time.perf_counter() - started)
 
 
@@ -340,6 +351,7 @@ def _artifact(plan: _Plan, path: Path, converted, seconds: float, **extra: Any) 
         seconds=seconds,
         notes=list(converted.notes),
         profile=plan.target.source,
+        layout=plan.layout,
         **extra,
     )
     artifact.fingerprint()
@@ -413,6 +425,9 @@ def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation
         return artifact
     if not needs_repair(plan.target, plan.format, plan.recipe, check.passed, enabled):
         return artifact
+    if plan.layout == layouts.NHWC:  # the search feeds data in the source's layout (converters/layout.py)
+        artifact.notes.append("automatic repair not run: it does not handle an NHWC layout change yet")
+        return artifact
     label = f"{plan.target.name}/{plan.format.value}"
     progress.info(f"repairing {label}: {'; '.join(check.failures)}")
     workdir = staging / ".repair" / plan.target.name / plan.format.value
@@ -441,6 +456,7 @@ def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation
 def _verify_one(artifact: Artifact, plan: _Plan, samples: Dataset, reference) -> None:
     notes: list[str] = []
     backend = open_backend(artifact.path, plan.recipe, notes)
+    samples = layouts.dataset_in(samples, plan.layout)  # the reference outputs stay as they are
     try:
         result = verify(backend, artifact.inputs, artifact.outputs, samples, reference, plan.target.tolerance_for(plan.format))
         described = backend.describe()

@@ -62,7 +62,8 @@ def _produce(item, source, context, exports, phase):
     except Exception as exc:  # any exception costs this artifact only; the traceback stays in its log
         traceback.print_exc()
         target = f"{plan.target.name}/{plan.format.value}"
-        return isolation.Outcome(error=isolation.describe_exception(plan.format, current[0], target, exc))
+        return isolation.Outcome(error=isolation.describe_exception(plan.format, current[0], target, exc,
+                                                                        source.format))
 
 
 def _source(context):
@@ -74,7 +75,9 @@ def _source(context):
         @property
         def handle(self):
             if self.__dict__.get("_handle") is None and self.__dict__.get("_file") is not None:
-                self.__dict__["_handle"] = load_source(self.__dict__["_file"]).handle
+                # A torch program keeps the input names the parent gave it (input_names=).
+                names = [spec.name for spec in self.inputs] if self.format == "torch" else None
+                self.__dict__["_handle"] = load_source(self.__dict__["_file"], input_names=names).handle
             return self.__dict__.get("_handle")
 
         @handle.setter

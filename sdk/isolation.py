@@ -43,6 +43,20 @@ TOOLS = {
     (Format.ONNX, "repairing"): "onnxruntime.quantization (repair)",
     (Format.OPENVINO, "repairing"): "NNCF (repair)",
 }
+# A PyTorch source is converted by the torch converters (converters/torch_*.py), not TensorFlow's.
+TORCH_TOOLS = {
+    (Format.TFLITE, "converting"): "litert-torch / ai-edge-quantizer",
+    (Format.ONNX, "converting"): "torch.onnx / onnxruntime.quantization",
+    (Format.OPENVINO, "converting"): "OpenVINO convert_model / NNCF",
+    (Format.TFLITE, "repairing"): "litert-torch / ai-edge-quantizer (repair)",
+}
+
+
+def tool_for(fmt: Format, phase: str, source_format: str | None = None) -> str:
+    """The tool that runs in `phase` of producing a `fmt` artifact from a `source_format` source."""
+    if source_format == "torch" and (fmt, phase) in TORCH_TOOLS:
+        return TORCH_TOOLS[(fmt, phase)]
+    return TOOLS.get((fmt, phase)) or tool_for(fmt, "converting", source_format)
 
 
 @dataclass
@@ -124,10 +138,21 @@ def shared_exports(exports, plans) -> dict[str, Any]:
         except Exception as exc:  # each artifact that needs it fails with this reason
             shared["saved_model_error"] = f"Keras could not export the SavedModel: {_first_line(exc)}"
     if source.path is None:  # an in-memory model travels as a file, for children that must run or re-trace it
-        target = exports.workdir / "source.keras"
-        source.handle.save(target)
-        shared["source_file"] = target
+        shared["source_file"] = _save_source(source, exports.workdir)
     return shared
+
+
+def _save_source(source, folder: Path) -> Path:
+    """An in-memory source written once for the children: a keras.Model as .keras, a torch program as .pt2."""
+    if source.format == "torch":
+        import torch
+
+        target = folder / "source.pt2"
+        torch.export.save(source.handle.program, str(target))
+    else:
+        target = folder / "source.keras"
+        source.handle.save(target)
+    return target
 
 
 def run(work: list[Work], context: Context, config: Settings,
@@ -175,7 +200,7 @@ def _schedule(waiting, running, outcomes, context: Context, config: Settings, re
                 continue
             if group.process.poll() is None and not _hung(group, config.timeout):
                 continue
-            _finish(group, outcomes, report, context.staging, config.timeout)
+            _finish(group, outcomes, report, context.staging, config.timeout, context.source.format)
             running.remove(group)
             if len(group.done) < len(group.items):
                 waiting.insert(0, group)  # a new child for the rest of the group
@@ -232,7 +257,7 @@ def _record(group: _Group, item: Work, outcome: Outcome, outcomes, report) -> No
     report(item, outcome)
 
 
-def _finish(group: _Group, outcomes, report, staging: Path, timeout: float) -> None:
+def _finish(group: _Group, outcomes, report, staging: Path, timeout: float, source_format: str | None = None) -> None:
     """The child exited or hung: collect what it finished; the item it was on gets the reason."""
     process = group.process
     hung = process.poll() is None
@@ -248,7 +273,7 @@ def _finish(group: _Group, outcomes, report, staging: Path, timeout: float) -> N
         if not remaining:
             return
         item, phase = remaining[0], "starting"  # died before its first item: don't loop on it
-    tool = TOOLS.get((group.format, phase)) or TOOLS[(group.format, "converting")]
+    tool = tool_for(group.format, phase, source_format)
     target = f"{item.plan.target.name}/{item.plan.format.value}"
     if hung:
         error = (f"{tool} hung: no result after {timeout:g} s while {phase} {target} (stopped; "
@@ -322,11 +347,12 @@ def _scrubbed(outcome: Outcome, staging: Path) -> Outcome:
     return outcome
 
 
-def describe_exception(fmt: Format, phase: str, target: str, exc: BaseException) -> str:
+def describe_exception(fmt: Format, phase: str, target: str, exc: BaseException,
+                       source_format: str | None = None) -> str:
     """One line for an exception that ended one artifact, naming the tool (and the op, where known)."""
     from edgekit.errors import EdgekitError
 
-    tool = TOOLS.get((fmt, phase)) or TOOLS[(fmt, "converting")]
+    tool = tool_for(fmt, phase, source_format)
     text = _first_line(exc)
     if isinstance(exc, EdgekitError):
         named = any(word.lower() in text.lower() for word in re.split(r"[ /]+", tool) if len(word) > 3)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "onnxruntime", "openvino", "onnx", "nncf", "keras", "ai_edge_litert", "ray")
+HEAVY = ("tensorflow", "onnxruntime", "openvino", "onnx", "nncf", "keras", "ai_edge_litert", "torch", "litert_torch", "ray")
 
 _PROBE = """
 import sys

@@ -36,7 +36,7 @@ def _corrupt_files(tmp_path):
         ("random.keras", "not a loadable Keras model"),
         ("empty.tflite", "file is empty"),
         ("not_saved_model", "no saved_model.pb"),
-        ("model.pt", "unknown model type '.pt'"),
+        ("model.pt", "a PyTorch checkpoint (.pt"),
     ],
 )
 def test_bad_model_files(cli, tmp_path, tiny_keras_path, name, fragment):
