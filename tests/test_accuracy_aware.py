@@ -22,6 +22,7 @@ from edgekit.dataset import Dataset
 from edgekit.errors import ConversionError, DataError, InputError
 from edgekit.targets.loader import load_target
 from edgekit.targets.schema import AccuracyAware, Format, Recipe
+from tests.int8_models import outlier_cnn
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("onnxruntime")
@@ -29,7 +30,6 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 BUDGET = AccuracyAware(max_accuracy_drop=0.01)
-OUTLIER = 1000.0
 
 
 @pytest.fixture(scope="module")
@@ -46,37 +46,10 @@ def digits():
 
 @pytest.fixture(scope="module")
 def outlier_source(digits, tmp_path_factory):
-    """The trained digits CNN with one 1000x activation channel, saved as .keras and loaded."""
-    import keras
-
+    """The trained digits CNN with one 1000x activation channel (tests/int8_models.py), saved as .keras and loaded."""
     from edgekit.converters.source import load_source
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv")(inputs)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="mix")(x)  # mixes channels
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(10, name="logits")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit(*digits["train"], epochs=15, batch_size=64, verbose=0)
-    # ReLU commutes with a positive scale: channel 0 becomes 1000x larger, and the next layer
-    # reads it 1000x weaker, so the float model computes exactly what it did before.
-    kernel, bias = model.get_layer("conv").get_weights()
-    kernel[..., 0] *= OUTLIER
-    bias[0] *= OUTLIER
-    model.get_layer("conv").set_weights([kernel, bias])
-    kernel, bias = model.get_layer("mix").get_weights()
-    kernel[:, :, 0, :] /= OUTLIER
-    model.get_layer("mix").set_weights([kernel, bias])
-    path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
-    model.save(path)
-    return load_source(path)
+    return load_source(outlier_cnn(*digits["train"], tmp_path_factory.mktemp("outlier") / "outlier.keras"))
 
 
 @pytest.fixture(scope="module")
