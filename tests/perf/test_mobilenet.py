@@ -6,35 +6,18 @@ The issue's bar: each `cpu` int8 artifact runs in at most 0.5x the latency of it
 """
 from __future__ import annotations
 
-import statistics
-import time
 
 import pytest
 
-from edgekit import iocast
-from edgekit.benchmarks.registry import FORMAT_RUNTIME, backend_class
 
 from tests.models import image_like
+from tests.perf.latency import median_ms
 
 MAX_INT8_RATIO = 0.5
 
 
 def _median_ms(entry: dict, threads: int, runs: int = 60, warmup: int = 10) -> float:
-    backend = backend_class(FORMAT_RUNTIME[entry["format"]])(entry["path"], threads=threads, precision=entry["precision"])
-    backend.load()
-    spec = entry["inputs"][0]
-    from edgekit.artifact import TensorSpec
-
-    feed = {spec["name"]: iocast.to_input(TensorSpec.from_dict(spec), image_like(1, seed=3))}
-    for _ in range(warmup):
-        backend.infer(feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        backend.infer(feed)
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    backend.close()
-    return statistics.median(times)
+    return median_ms(entry, entry["path"], image_like(1, seed=3), threads, runs, warmup)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

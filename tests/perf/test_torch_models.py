@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.torch_models import MobileNetV3Small, ResNet18, accuracy, digits_32, train_briefly  # noqa: E402
+from tests.perf.latency import median_ms  # noqa: E402
 
 TARGETS = ("cpu", "gpu", "npu", "cpu-fp32")
 MODELS = {"mobilenet_v3_small": MobileNetV3Small, "resnet18": ResNet18}
@@ -108,25 +108,11 @@ def test_every_target_and_format_converts_and_int8_keeps_accuracy(benchmark, dig
 
 
 def _median_ms(entry: dict, base: Path, threads: int, runs: int = 100, warmup: int = 10) -> float:
-    from edgekit import iocast
     from edgekit.artifact import TensorSpec
-    from edgekit.benchmarks.registry import FORMAT_RUNTIME, backend_class
 
-    backend = backend_class(FORMAT_RUNTIME[entry["format"]])(base / entry["path"], threads=threads,
-                                                             precision=entry["precision"])
-    backend.load()
     spec = TensorSpec.from_dict(entry["inputs"][0])
     sample = np.random.default_rng(3).random((1, *spec.shape[1:]), dtype=np.float32)
-    feed = {spec.name: iocast.to_input(spec, sample)}
-    for _ in range(warmup):
-        backend.infer(feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        backend.infer(feed)
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    backend.close()
-    return statistics.median(times)
+    return median_ms(entry, base / entry["path"], sample, threads, runs, warmup)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
