@@ -124,7 +124,7 @@ class _Group:
     results: Path
     process: subprocess.Popen | None = None
     copier: Any = None
-    started: float = 0.0
+    started: float = 0.0  # time.monotonic() when its child started, or last finished an item
     done: set[int] = field(default_factory=set)
 
 
@@ -226,8 +226,11 @@ def _current(group: _Group) -> tuple[Work | None, str, float]:
         if item.index in group.done:
             continue
         state = group.results / f"{item.index}.state"
-        if state.exists():
-            return item, state.read_text().strip() or "converting", state.stat().st_mtime
+        try:  # the child removes the file when the item is done: between two reads is no error
+            since = state.stat().st_mtime
+            return item, state.read_text().strip() or "converting", since
+        except FileNotFoundError:
+            continue
     return None, "starting", 0.0
 
 
@@ -253,6 +256,7 @@ def _record(group: _Group, item: Work, outcome: Outcome, outcomes, report) -> No
     if not result.exists():  # the next child of this group skips it
         result.write_bytes(pickle.dumps(outcome))
     group.done.add(item.index)
+    group.started = max(group.started, time.monotonic())  # between items the hang timer restarts here
     outcomes[item.index] = outcome
     report(item, outcome)
 
