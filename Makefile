@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test perf perf-int8 zoo clean
 
+# A changed pyproject.toml gets a fresh environment: upgrading one in place can send pip's
+# resolver past its depth limit (seen when pydantic was pinned down for litert-torch).
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
