@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.devicelab import free_port
 
 BIN = Path(sys.executable).parent
-SMALL = ["--object-store-memory", "100000000", "--disable-usage-stats"]
+SMALL = ["--node-ip-address", "127.0.0.1", "--object-store-memory", "100000000", "--disable-usage-stats"]
 # Token auth off: the cluster lives on 127.0.0.1 for one test module; a token left in ~/.ray by another
 # Ray session would otherwise be half-applied.
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
