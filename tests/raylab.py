@@ -4,6 +4,7 @@ no other Ray on the machine.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,11 +46,11 @@ class RayLab:
                            "--block"])
         self.wait(lambda count: count > before, 90)
 
-    def attach(self, inventory: Path, cpus: int = 1, timeout: float = 120) -> str:
+    def attach(self, inventory: Path, cpus: int = 1, timeout: float = 120, name: str = "attach") -> str:
         """`edgekit devices attach` as a lab host runs it; returns its output once a device is attached."""
-        process = self._spawn("attach", [str(BIN / "edgekit"), "devices", "attach", "--cluster", self.address, "-i",
-                                         str(inventory), "--num-cpus", str(cpus)])
-        log = self.root / "attach.log"
+        process = self._spawn(name, [str(BIN / "edgekit"), "devices", "attach", "--cluster", self.address, "-i",
+                                     str(inventory), "--num-cpus", str(cpus)])
+        log = self.root / f"{name}.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace") if log.exists() else ""
@@ -61,14 +62,23 @@ class RayLab:
         raise RuntimeError(f"attach did not attach within {timeout} s: {log.read_text()[-2000:]}")
 
     def alive_nodes(self) -> int:
-        probe = ("import ray, logging; ray.init(address=%r, log_to_driver=False, logging_level=logging.ERROR); "
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))" % self.address)
+        lines = self._ask("print(sum(1 for n in ray.nodes() if n['Alive']))")
+        return int(lines[-1]) if lines and lines[-1].isdigit() else 0
+
+    def node_labels(self) -> list[dict[str, str]]:
+        """Each alive node's labels, as `ray.nodes()` reports them."""
+        lines = self._ask("import json; print(json.dumps([n.get('Labels', {}) for n in ray.nodes() if n['Alive']]))")
+        return json.loads(lines[-1]) if lines else []
+
+    def _ask(self, code: str) -> list[str]:
+        """A driver's stdout lines, in a child process: the test process never imports Ray."""
+        probe = ("import ray, logging; ray.init(address=%r, log_to_driver=False, logging_level=logging.ERROR)\n"
+                 % self.address) + code
         try:
             done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=ENV)
         except subprocess.TimeoutExpired:
-            return 0
-        lines = done.stdout.strip().splitlines()
-        return int(lines[-1]) if lines and lines[-1].isdigit() else 0
+            return []
+        return done.stdout.strip().splitlines()
 
     def wait(self, ready, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -80,12 +90,25 @@ class RayLab:
         raise RuntimeError(f"cluster not ready within {timeout} s; logs in {self.root}")
 
     def kill(self, name: str) -> None:
-        """The node dies at once, as a host losing power: SIGKILL to its whole process group."""
+        """The node dies at once, as a host losing power: SIGKILL to its whole process group, and to the
+        groups its children started (`edgekit devices attach` runs its `ray start` in a session of its own)."""
+        import psutil
+
         process = self.nodes.pop(name)
+        groups = {process.pid}
         try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            for child in psutil.Process(process.pid).children(recursive=True):
+                try:
+                    groups.add(os.getpgid(child.pid))
+                except ProcessLookupError:
+                    continue
+        except psutil.NoSuchProcess:
             pass
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         process.wait(timeout=30)
 
     def stop(self) -> None:

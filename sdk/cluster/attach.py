@@ -2,7 +2,7 @@
 
 Each device of the inventory is health-checked first (the check of `edgekit devices`); those
 that pass become slots: the node is started with one unit of the custom resource
-`device:NAME` each and a label naming them, then a detached DeviceSlot actor per device
+`device:NAME` each and labels naming them and their targets, then a detached DeviceSlot actor per device
 takes that unit. The command stays in the foreground while the node runs; Ctrl-C (or
 SIGTERM) removes the slots and the node.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from edgekit.console import Progress
 from edgekit.errors import EdgekitError, InputError
 
 NODE_START_S = 120.0
+LABEL_MAX = 63  # Ray node labels follow Kubernetes label syntax
 OBJECT_STORE_BYTES = 100_000_000  # slots pass artifacts of a few MB; Ray's default takes 30 % of memory
 
 
@@ -46,8 +48,7 @@ def attach(address: str, inventory, names=None, cpus: int = 1, progress: Progres
     if not healthy:
         raise EdgekitError(f"no device passed its health check ({', '.join(d.name for d, _ in failed)}); nothing to attach")
     resources = {resource(d.name): 1 for d, _ in healthy}
-    labels = {"edgekit.devices": ".".join(d.name for d, _ in healthy)[:63]}
-    node = _start_node(f"{host}:{port}", cpus, resources, labels)
+    node = _start_node(f"{host}:{port}", cpus, resources, node_labels([d for d, _ in healthy]))
     try:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import logging
@@ -72,6 +73,24 @@ def attach(address: str, inventory, names=None, cpus: int = 1, progress: Progres
         return _block(node, slots, ray, 1 if failed else 0)
     finally:
         _stop(node)
+
+
+def node_labels(devices) -> dict[str, str]:
+    """The node's Ray labels: which devices it serves and the targets they realize.
+
+    `ray start --labels k=v,...` is Ray's documented route (hidden from `ray start --help` in 2.60,
+    but parsed); Ray checks Kubernetes label syntax and refuses to start the node on a bad value, so
+    values are made valid here. Informational (`ray.nodes()`, the dashboard): jobs find a device by
+    its custom resource and its slot's describe(), not by label.
+    """
+    return {"edgekit.io/devices": _label_value(d.name for d in devices),
+            "edgekit.io/targets": _label_value(sorted({d.target for d in devices}))}
+
+
+def _label_value(names) -> str:
+    """At most 63 of [A-Za-z0-9._-], alphanumeric at both ends (a target may be a profile's path)."""
+    value = re.sub(r"[^A-Za-z0-9._-]", "-", ".".join(names))[:LABEL_MAX]
+    return value.strip("._-")
 
 
 def _start_node(address: str, cpus: int, resources: dict, labels: dict) -> subprocess.Popen:

@@ -42,12 +42,7 @@ def plan(cluster, items, names: list[str] | None, all_artifacts: bool, progress:
             raise InputError(f"--device {unknown[0]}: no such device attached to cluster {cluster.address}"
                              f"{did_you_mean(unknown[0], slots) if slots else ' (none attached: run `edgekit devices attach`)'}")
         slots = {n: slots[n] for n in names}
-    info = {}
-    for name, slot in slots.items():
-        try:
-            info[name] = ray.get(slot.describe.remote(), timeout=CHECK_TIMEOUT_S)
-        except ray.exceptions.RayError:
-            continue  # its node is gone: not a slot any more
+    info = describe_slots(ray, slots)
     wanted = [n for n in info if names or any(all_artifacts or _realizes(info[n], i.artifact) for i in items)]
     checks = {n: slots[n].check.remote() for n in wanted}
     healthy, unhealthy = {}, {}
@@ -67,8 +62,7 @@ def plan(cluster, items, names: list[str] | None, all_artifacts: bool, progress:
         if item.error:
             result.local.append(index)  # the local path reports it as it always has
             continue
-        fits = [n for n in info if (all_artifacts or _realizes(info[n], item.artifact))
-                and item.artifact.format in _formats(info[n])]
+        fits = [n for n in info if serves(info[n], item.artifact, all_artifacts)]
         usable = [n for n in fits if n in healthy]
         if usable:
             result.candidates[index] = usable
@@ -84,6 +78,22 @@ def plan(cluster, items, names: list[str] | None, all_artifacts: bool, progress:
         progress.info(f"no device on cluster {cluster.address} realizes target(s) {', '.join(targets)}: "
                       "those artifacts are measured on this host")
     return result
+
+
+def describe_slots(ray, slots: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> describe() of each slot that answers; one whose node is gone is not a slot any more."""
+    info = {}
+    for name, slot in slots.items():
+        try:
+            info[name] = ray.get(slot.describe.remote(), timeout=CHECK_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError):
+            continue
+    return info
+
+
+def serves(info: dict[str, Any], artifact, all_artifacts: bool = False) -> bool:
+    """Whether a slot (its describe()) can measure this artifact: it realizes its target and runs its format."""
+    return (all_artifacts or _realizes(info, artifact)) and artifact.format in _formats(info)
 
 
 def _realizes(info: dict[str, Any], artifact) -> bool:
