@@ -5,6 +5,8 @@ quantized per target. Everything lives in a scratch directory removed after the 
 """
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 from edgekit.converters.source import SourceModel
@@ -48,6 +50,30 @@ class Exports:
             self.source.handle.export(str(target), format="tf_saved_model", verbose=False, input_signature=signature)
         return target
 
+    def unrolled_saved_model(self, batch: int = 1) -> Path:
+        """A SavedModel of the Keras source with every recurrent layer unrolled (`unroll=True`) and
+        its signature traced at `batch`: the same weights and arithmetic, but the time steps are
+        plain ops instead of a While loop over TensorLists, which TF's int8 calibrator cannot take.
+        Needs a static sequence length."""
+        if self.source.format != "keras":
+            raise ConversionError(f"a {self.source.format} source cannot be unrolled: convert from the Keras model")
+        target = self.workdir / f"saved_model_unrolled_batch{batch}"
+        if not target.exists():
+            import keras
+            import tensorflow as tf
+
+            model = self.source.handle
+            specs = [tf.TensorSpec([batch, *s.shape[1:]], s.dtype, name=s.name) for s in self.source.inputs]
+            signature = specs if len(specs) == 1 else [specs]
+            try:
+                clone = keras.models.clone_model(model, clone_function=_unrolled, recursive=True)
+                clone.set_weights(model.get_weights())
+                clone.export(str(target), format="tf_saved_model", verbose=False, input_signature=signature)
+            except (ValueError, TypeError) as exc:  # Keras: "Cannot unroll a RNN if the time dimension is undefined"
+                shutil.rmtree(target, ignore_errors=True)
+                raise ConversionError(f"the recurrent layers could not be unrolled ({_first_line(exc)})") from None
+        return target
+
     def onnx_fp32(self) -> Path:
         """An fp32 ONNX file of the source, for quantization and for OpenVINO."""
         if self.source.format == "onnx":
@@ -62,3 +88,27 @@ class Exports:
             export_fp32(self, target)
             self._onnx = target
         return self._onnx
+
+
+def _unrolled(layer):
+    """The layer again with `unroll=True` on it (LSTM, GRU, SimpleRNN) or on what it wraps (Bidirectional)."""
+    config = layer.get_config()
+    changed = "unroll" in config
+    if changed:
+        config["unroll"] = True
+    for wrapped in ("layer", "backward_layer"):  # Bidirectional keeps its layers' configs inside its own
+        inner = config.get(wrapped)
+        if isinstance(inner, dict) and "unroll" in inner.get("config", {}):
+            inner["config"]["unroll"] = True
+            changed = True
+    if not changed:
+        return layer.__class__.from_config(layer.get_config())  # what clone_model does by default
+    return layer.__class__.from_config(config)
+
+
+def _first_line(exc: Exception) -> str:
+    """Keras wraps the layer's error in a multi-line 'Exception encountered when calling ...' message."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras bolds parts of its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception encountered", "Arguments received", "•"))]
+    return (useful or lines or [type(exc).__name__])[0][:200]

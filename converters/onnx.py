@@ -8,6 +8,7 @@ QuantizeLinear after each input and the DequantizeLinear before each output.
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import logging
@@ -407,7 +408,7 @@ def _quantize(job: ConvertJob, fp32: Path, scratch: Path, notes: list[str], choi
             q.quantize_dynamic(str(prepared), str(quantized), per_channel=recipe.per_channel, weight_type=weight_type)
         else:
             recipe = _from_model(onnx.load(str(prepared), load_external_data=False), recipe, choice)
-            _quantize_static(q, job, recipe, prepared, quantized)
+            _quantize_static(q, job, recipe, prepared, quantized, notes)
             if recipe.float_nodes:
                 kept = ", ".join(recipe.float_nodes)
                 notes.append(f"kept in float ({len(recipe.float_nodes)} node(s), nodes_to_exclude): {kept}")
@@ -491,7 +492,8 @@ def _name_unnamed_nodes(onnx: Any, prepared: Path) -> None:
     onnx.save(model, str(prepared))
 
 
-def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, quantized: Path) -> None:
+def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, quantized: Path,
+                     notes: list[str]) -> None:
     activation_type = _quant_type(q, recipe.activation_type)
     weight_type = _quant_type(q, recipe.weight_type)
     if recipe.precision is Precision.INT16X8:
@@ -507,21 +509,56 @@ def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, qu
     exclude = _float_nodes(recipe, prepared)
     if recipe.precision is Precision.INT8_STATIC:
         # ORT's default op list: the ops it has integer kernels for; the rest stay float.
+        cache = _calibration_cache(job, prepared, method, None, notes)
         q.quantize_static(
             str(prepared), str(quantized), reader,
             quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
             activation_type=activation_type, weight_type=weight_type,
-            calibrate_method=method, nodes_to_exclude=exclude,
+            calibrate_method=method, nodes_to_exclude=exclude, calibration_cache_path=cache,
         )
         return
     # int8-full and int16x8: ORT's "quantize the entire model" config (every op type
-    # present but Cast, forced even where an op's input is not quantized yet).
+    # present but Cast, forced even where an op's input is not quantized yet). quantize()
+    # is quantize_static with the config's fields, without the calibration cache: called directly.
     config = q.get_qdq_config(
         str(prepared), reader, calibrate_method=method,
         activation_type=activation_type, weight_type=weight_type,
         per_channel=recipe.per_channel, nodes_to_exclude=exclude,
     )
-    q.quantize(str(prepared), str(quantized), config)
+    cache = _calibration_cache(job, prepared, method, config.op_types_to_quantize, notes)
+    q.quantize_static(
+        str(prepared), str(quantized), config.calibration_data_reader,
+        calibrate_method=config.calibrate_method, quant_format=config.quant_format,
+        activation_type=config.activation_type, weight_type=config.weight_type,
+        op_types_to_quantize=config.op_types_to_quantize, nodes_to_quantize=config.nodes_to_quantize,
+        nodes_to_exclude=config.nodes_to_exclude, per_channel=config.per_channel, reduce_range=config.reduce_range,
+        use_external_data_format=config.use_external_data_format,
+        calibration_providers=config.calibration_providers, extra_options=config.extra_options,
+        calibration_cache_path=cache,
+    )
+
+
+def _calibration_cache(job: ConvertJob, prepared: Path, method: Any, op_types: Any, notes: list[str]) -> Path:
+    """Where onnxruntime keeps this calibration's tensor ranges (quantize_static's calibration_cache_path).
+
+    Calibration depends on the prepared graph, the data, the method and the op types it
+    calibrates, and on nothing that follows it (nodes_to_exclude, I/O types, per-channel
+    weights), so a repair trial that only keeps other layers in float, or a second target whose
+    prepared graph is byte-identical, reads the ranges instead of running the data again. The
+    key is exactly those inputs; the ranges round-trip exactly (float32 -> JSON -> float32).
+    """
+    from edgekit.converters.tflite_calibration import data_digest
+
+    digest = hashlib.sha256()
+    for part in sorted(prepared.parent.glob(prepared.name + "*")):  # the graph and any external data
+        digest.update(part.name.encode() + b"\0" + part.read_bytes())
+    digest.update(data_digest(job.calibration).encode())
+    digest.update(f"{method}|{sorted(op_types) if op_types is not None else 'default'}".encode())
+    path = job.exports.workdir / "ort-calibration" / f"{digest.hexdigest()[:24]}.json"
+    if path.is_file():
+        notes.append("onnxruntime calibration ranges reused (same prepared graph, data and method as an earlier "
+                      "conversion of this run; calibration_cache_path)")
+    return path
 
 
 def _float_nodes(recipe: Recipe, prepared: Path) -> list[str]:

@@ -51,6 +51,8 @@ def convert(job: ConvertJob) -> Converted:
         except _TensorListError as exc:
             flatbuffer, notes = _run_converter(tf, _recurrent_converter(tf, job, exc), job)
             notes.insert(0, _RECURRENT_NOTE)
+            if recipe.precision.needs_calibration:
+                notes.insert(1, _UNROLLED_NOTE)
         job.output.write_bytes(flatbuffer)
         tools = {"tensorflow": tf.__version__}
 
@@ -76,6 +78,12 @@ def _traits(interpreter: Any, recipe: Recipe) -> dict:
     found = traits.find(traits.tflite_nodes(interpreter._get_ops_details(), names))
     chosen = traits.choose(found, Format.TFLITE, recipe, float_ops_allowed=False)
     return {**chosen.to_dict(), "line": chosen.line()}
+
+
+_UNROLLED_NOTE = (
+    "recurrent layers unrolled over their time steps for int8 (unroll=True, same weights): TF's int8 calibrator "
+    "crashes on the While loop they otherwise lower to"
+)
 
 
 class _TensorListError(ConversionError):
@@ -129,14 +137,21 @@ def _recurrent_converter(tf: Any, job: ConvertJob, failure: ConversionError) -> 
             f"{failure}; a {job.source.format} source cannot be re-traced at a static batch: convert from the "
             "Keras model (edgekit traces it at batch 1)"
         )
-    if job.recipe.precision.needs_calibration:
-        raise ConversionError(
-            f"TFLiteConverter: {job.recipe.precision.value} of {op} is not supported: TF's int8 calibrator crashes "
-            "(segfault) on the batch-1 recurrent graph; use fp32, fp16 or int8-dynamic for TFLite, or ONNX/OpenVINO int8"
-        )
     batch = job.recipe.static_batch or 1
     if batch != 1:
         raise ConversionError(f"{failure}; recurrent layers convert at batch 1 only, not static_batch {batch}")
+    if job.recipe.precision.needs_calibration:
+        # TF's int8 calibrator crashes (segfault) on the While loop of the batch-1 graph; the same
+        # layers unrolled over their time steps are plain ops it calibrates like any other.
+        try:
+            saved_model = job.exports.unrolled_saved_model(batch=1)
+        except ConversionError as exc:
+            raise ConversionError(
+                f"TFLiteConverter: {job.recipe.precision.value} of {op} is not supported: TF's int8 calibrator crashes "
+                f"(segfault) on the recurrent loop, and {exc}; use fp32, fp16 or int8-dynamic for TFLite, or "
+                "ONNX/OpenVINO int8"
+            ) from None
+        return tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     saved_model = job.exports.saved_model(batch=1)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     return converter

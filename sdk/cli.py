@@ -280,9 +280,9 @@ def targets(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the built-in target profiles, or show one in full."""
-    from edgekit.targets.loader import builtin_names, load_target
-
     if name is not None:
+        from edgekit.targets.loader import load_target
+
         profile = load_target(name)
         if as_json:
             print(json.dumps(profile.to_dict(), indent=2))
@@ -291,13 +291,15 @@ def targets(
 
             show_target(profile)
         return
-    profiles = [load_target(n) for n in builtin_names()]
+    from edgekit.targets.listing import builtin_listing
+
+    listing = builtin_listing()  # validated once per content of the profiles, then read from the cache
     if as_json:
-        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        print(json.dumps([entry["profile"] for entry in listing], indent=2))
         return
     from edgekit.display import target_table
 
-    target_table(profiles)
+    target_table([entry["row"] for entry in listing])
 
 
 @app.command()

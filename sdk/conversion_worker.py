@@ -36,13 +36,14 @@ def main(argv: list[str]) -> int:
 
         phase("converting")
         with capture(item.log, tee=context.verbose):
-            outcome = _produce(item, source, context, exports, phase)
+            outcome = _produce(item, source, context, exports, phase,
+                               lambda artifact, index=item.index: _checkpoint(results, index, artifact))
         _write(results / f"{item.index}.pickle", outcome)
         state.unlink(missing_ok=True)
     return 0
 
 
-def _produce(item, source, context, exports, phase):
+def _produce(item, source, context, exports, phase, checkpoint):
     from edgekit import isolation
     from edgekit.console import Progress
     from edgekit.conversion import produce
@@ -57,13 +58,20 @@ def _produce(item, source, context, exports, phase):
     try:
         artifact = produce(source, plan, item.staged, context.calibration, context.evaluation, exports,
                            context.samples, context.reference, context.verify, Progress(stream=sys.stderr), tracked,
-                           context.repair)
+                           context.repair, checkpoint)
         return isolation.Outcome(artifact=artifact)
     except Exception as exc:  # any exception costs this artifact only; the traceback stays in its log
         traceback.print_exc()
         target = f"{plan.target.name}/{plan.format.value}"
         return isolation.Outcome(error=isolation.describe_exception(plan.format, current[0], target, exc,
                                                                         source.format))
+
+
+def _checkpoint(results: Path, index: int, artifact) -> None:
+    """The verified artifact before its repair: what the parent keeps if the repair kills this process."""
+    from edgekit import isolation
+
+    _write(results / f"{index}.checkpoint", isolation.Outcome(artifact=artifact))
 
 
 def _source(context):

@@ -1,26 +1,25 @@
 """Rich tables for the console: target profiles and model inspections (one row a line in logs, see terminal.py)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.targets.schema import Target
+from edgekit.targets.listing import device_label
 from edgekit.terminal import rich_console
 
+if TYPE_CHECKING:
+    from edgekit.targets.schema import Target
 
-def target_table(profiles: list[Target], console: Console | None = None) -> None:
+
+def target_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """The listing's rows (edgekit.targets.listing): name, class, extends, formats."""
     table = Table(title="edgekit targets", title_justify="left")
     for column in ("name", "class", "extends", "formats: precision, I/O dtype, runtime:device"):
         table.add_column(column, overflow="fold")
-    for profile in profiles:
-        formats = "\n".join(
-            f"{fmt.value}: {r.precision.value}, {r.input_dtype.value} I/O, {r.runtime.value}:{_device(r)}"
-            for fmt, r in profile.recipes().items()
-        )
-        parent = profile.extends[0] if profile.extends and profile.extends[0] != "_defaults" else ""
-        table.add_row(profile.name, profile.device_class.value, parent, formats, end_section=True)
+    for row in rows:
+        table.add_row(row["name"], row["class"], row["extends"], "\n".join(row["formats"]), end_section=True)
     console = console or rich_console()
     console.print(table)
     console.print("`edgekit targets NAME` shows a profile in full.")
@@ -47,7 +46,7 @@ def show_target(profile: Target, console: Console | None = None) -> None:
             r.calibration.value,
             f"{r.activation_type.value}/{r.weight_type.value}",
             f"{r.input_dtype.value} -> {r.output_dtype.value}",
-            f"{r.runtime.value}:{_device(r)}",
+            f"{r.runtime.value}:{device_label(r)}",
             str(r.threads or "default"),
             ", ".join(f"{k}={v}" for k, v in tol.items()),
         )
@@ -74,10 +73,6 @@ def show_inspection(info: dict[str, Any], console: Console | None = None) -> Non
     for op, count in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
         ops.add_row(op, str(count))
     console.print(ops)
-
-
-def _device(recipe) -> str:
-    return "/".join(p.removesuffix("ExecutionProvider") for p in recipe.providers) if recipe.runtime.value == "onnxruntime" else recipe.device
 
 
 def show_doctor(facts: dict[str, Any], console: Console | None = None) -> None:

@@ -284,6 +284,14 @@ def _finish(group: _Group, outcomes, report, staging: Path, timeout: float, sour
                  "raise the limit with --timeout or EDGEKIT_CONVERT_TIMEOUT)")
     else:
         error = f"{tool} {_death(code)} while {phase} {target}{_last_words(item.log)}"
+    checkpoint = group.results / f"{item.index}.checkpoint"
+    if phase == "repairing" and checkpoint.exists():
+        # The artifact was made and verified before the repair began: keep it, unrepaired.
+        outcome = pickle.loads(checkpoint.read_bytes())
+        outcome.artifact.notes.append(f"automatic repair did not finish, so this is the unrepaired artifact: {error}")
+        outcome.artifact.repair = {"met": False, "line": f"NOT repaired: {error}", "fault": error, "trials": []}
+        _record(group, item, _scrubbed(outcome, staging), outcomes, report)
+        return
     _record(group, item, _scrubbed(Outcome(error=error), staging), outcomes, report)
 
 

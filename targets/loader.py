@@ -12,15 +12,12 @@ from typing import Any
 
 from edgekit.errors import ProfileError, did_you_mean
 from edgekit.fsutil import read_toml
+from edgekit.targets.listing import PROFILE_DIR, builtin_names
 from edgekit.targets.schema import Target
 from pydantic import BaseModel, ValidationError
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
+__all__ = ["PROFILE_DIR", "builtin_names", "is_profile_path", "load_target"]
 _DEFAULTS = "_defaults"
-
-
-def builtin_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml") if not p.stem.startswith("_"))
 
 
 def is_profile_path(name_or_path: str | Path) -> bool:

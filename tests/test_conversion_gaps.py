@@ -49,10 +49,26 @@ def test_recurrent_tflite_converts_at_batch_one(gru_manifest):
     assert _by_cell(gru_manifest)[("gpu", "tflite")].passed
 
 
-def test_recurrent_tflite_int8_is_refused_with_the_reason(gru_manifest):
-    # TF's calibrator segfaults on these graphs: the cell is refused, the run goes on.
-    error = _errors(gru_manifest)[("cpu", "tflite")]
+def test_recurrent_tflite_int8_is_unrolled_and_verified(gru_manifest):
+    # TF's calibrator segfaults on the recurrent While loop: the layers are unrolled for int8.
+    assert not _errors(gru_manifest), gru_manifest.errors
+    for target in ("cpu", "npu"):
+        artifact = _by_cell(gru_manifest)[(target, "tflite")]
+        assert artifact.passed, (target, artifact.verification)
+        assert artifact.precision == "int8-full" and artifact.inputs[0].shape[0] == 1
+        assert any("unrolled over their time steps" in note for note in artifact.notes), artifact.notes
+
+
+def test_recurrent_tflite_int8_without_a_static_length_is_refused_with_the_reason(tmp_path):
+    import keras
+
+    inputs = keras.Input((None, 8), name="seq")  # any number of time steps: nothing to unroll over
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GRU(8)(inputs)))
+    calibration = {"seq": np.random.default_rng(0).random((24, 8, 8), dtype=np.float32)}
+    manifest = convert(model, ["cpu"], calibration=calibration, output=tmp_path, formats=["tflite"])
+    error = _errors(manifest)[("cpu", "tflite")]
     assert "TFLiteConverter" in error and "TensorListReserve" in error and "\n" not in error
+    assert "time dimension is undefined" in error and "\x1b" not in error
 
 
 def test_onnx_fp16_keeps_loops_in_fp32(gru_manifest):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests import faults
@@ -112,3 +113,23 @@ def test_a_hung_converter_is_stopped_and_reported(tiny_keras_path, tmp_path):
     assert manifest["artifacts"] == []
     (error,) = manifest["errors"]
     assert "hung: no result after 10 s" in error["error"] and "cpu-fp32/onnx" in error["error"]
+
+
+def test_a_repair_that_crashes_keeps_the_unrepaired_artifact(tiny_keras_path, tiny_calibration, tmp_path):
+    # A tolerance no int8 artifact meets starts the repair; its first trial crashes the child.
+    profile = tmp_path / "strict.toml"
+    profile.write_text('extends = "cpu"\n[tolerances.int8-full]\nmin_cosine = 0.999999\n')
+    calibration = tmp_path / "calib.npz"
+    np.savez(calibration, **tiny_calibration)
+    env = faults.environment(tmp_path / "site", "strict/tflite=segv-on-repair")
+    out = tmp_path / "out"
+    result = _run([tiny_keras_path, "-t", profile, "-f", "tflite", "-c", calibration, "-o", out], env)
+    assert result.returncode == 1, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["errors"] == []
+    (artifact,) = manifest["artifacts"]
+    assert (out / artifact["path"]).is_file()  # a relative path joins `out`; an absolute one replaces it
+    assert artifact["verification"]["passed"] is False and artifact["repair"]["met"] is False
+    assert "crashed (SIGSEGV) while repairing strict/tflite" in artifact["repair"]["fault"]
+    assert any("unrepaired artifact" in note for note in artifact["notes"])
+    assert "not repaired" in result.stderr

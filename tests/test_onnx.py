@@ -420,3 +420,24 @@ def test_importing_the_modules_imports_no_runtime():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("precision, options", [
+    ("int8-static", {}),
+    ("int8-full", {"input_dtype": "int8", "output_dtype": "int8"}),
+])
+def test_calibration_ranges_are_reused_byte_identically(tiny_source, calibration, tmp_path, precision, options):
+    from edgekit.converters.exports import Exports
+
+    recipe = Recipe(precision=precision, runtime="onnxruntime", **options)
+    shared, fresh = Exports(tiny_source, tmp_path / "shared"), Exports(tiny_source, tmp_path / "fresh")
+    notes = {}
+    for name, exports in (("first", shared), ("again", shared), ("fresh", fresh)):
+        exports.workdir.mkdir(exist_ok=True)
+        converted = convert(ConvertJob(tiny_source, "test", Format.ONNX, recipe, calibration, exports, tmp_path / f"{name}.onnx"))
+        notes[name] = [n for n in converted.notes if "calibration ranges reused" in n]
+    assert notes == {"first": [], "again": [notes["again"][0]], "fresh": []}
+    assert (tmp_path / "first.onnx").read_bytes() == (tmp_path / "again.onnx").read_bytes() == (tmp_path / "fresh.onnx").read_bytes()
+    other = Dataset({k: v[::-1].copy() for k, v in calibration.arrays.items()})  # other data: calibrated afresh
+    converted = convert(ConvertJob(tiny_source, "test", Format.ONNX, recipe, other, shared, tmp_path / "other.onnx"))
+    assert not any("calibration ranges reused" in n for n in converted.notes)

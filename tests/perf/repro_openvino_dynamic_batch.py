@@ -7,8 +7,8 @@ rounding. Each is also compared with the float model (f32 execution).
 
     python tests/perf/repro_openvino_dynamic_batch.py MODEL.keras CALIB.npz [EVAL.npz]
 
-(tests/perf/trained_models.py writes all three for EfficientNetB0: `python -m
-tests.perf.trained_models efficientnet_b0 /tmp/effb0`.)
+(The zoo's EfficientNetB0 is one: `make zoo`, or `python -m tests.zoo.coverage all --only EfficientNetB0`,
+leaves model.keras, calibration.npz and evaluation.npz in ~/.cache/edgekit-zoo/EfficientNetB0-*/.)
 """
 from __future__ import annotations
 

@@ -418,7 +418,7 @@ ARCHITECTURES = [
     Architecture("PyTorchONNX", "ONNX exported by torch.onnx (dynamo), external data", pytorch_onnx),
     Architecture("MobileNetV2", "keras.applications CNN", _application("MobileNetV2", 8, 1.0)),
     Architecture("MobileNetV3Small", "keras.applications CNN (hard-swish, SE)", _application("MobileNetV3Small", 6, 255.0)),
-    Architecture("EfficientNetB0", "keras.applications CNN (in-model Normalization)", _application("EfficientNetB0", 4, 255.0)),
+    Architecture("EfficientNetB0", "keras.applications CNN (in-model Normalization)", _application("EfficientNetB0", 8, 255.0)),
     Architecture("EfficientNetV2B0", "keras.applications CNN (fused MBConv)", _application("EfficientNetV2B0", 4, 255.0)),
     Architecture("MobileNetV3Large", "keras.applications CNN (hard-swish, SE)", _application("MobileNetV3Large", 4, 255.0)),
     Architecture("ResNet50", "keras.applications CNN", _application("ResNet50", 3, 1.0)),

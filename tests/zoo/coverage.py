@@ -62,7 +62,7 @@ def run_one(name: str, result_file: Path, workdir: Path, bench_time: float = 0.1
 
 def _row(name: str, target: str, fmt: str, manifest, result) -> dict:
     row = {"model": name, "target": target, "format": fmt, "precision": None, "status": "fails", "reason": "",
-           "cosine": None, "accuracy_change": None, "p50_ms": None, "notes": []}
+           "cosine": None, "accuracy_change": None, "p50_ms": None, "notes": [], "repair": None}
     for skip in manifest.skipped:
         if (skip["target"], skip["format"]) == (target, fmt):
             return {**row, "status": "not offered", "reason": skip["reason"]}
@@ -72,7 +72,9 @@ def _row(name: str, target: str, fmt: str, manifest, result) -> dict:
     artifact = next((a for a in manifest.artifacts if (a.target, a.format) == (target, fmt)), None)
     if artifact is None:
         return {**row, "reason": "no artifact and no error recorded"}
-    row.update(precision=artifact.precision, notes=artifact.notes)
+    repair = artifact.repair or {}
+    row.update(precision=artifact.precision, notes=artifact.notes, repair=repair.get("line"),
+               repair_confirmed=repair.get("confirmed", True))
     if result is None:
         return {**row, "reason": "produced but not benchmarked"}
     measurement = result.measurement
@@ -129,7 +131,8 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
         "**completes**: converts and runs, over a tolerance or budget (the reason says which); "
         "**fails**: no artifact (the reason names the tool and the op); **not offered**: edgekit has no converter for "
         "that source and format. *cosine*: outputs against the source on the evaluation data; "
-        "*accuracy change*: top-1 accuracy on the first output minus the source's; *latency / fp32*: median "
+        "*accuracy change*: top-1 accuracy on the first output minus the source's; *repaired*: what the automatic int8 "
+        "repair kept in float or changed when the first conversion missed the target's tolerance; *latency / fp32*: median "
         "latency over the same format's cpu-fp32 artifact (timings on a shared 2-core host: compare within a row group). "
         "This host has no GPU or NPU: gpu and npu artifacts are verified and scored on the CPU but not timed "
         "(edgekit does not time a substitute device).",
@@ -152,7 +155,7 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
                      f"{record['source_accuracy']:.3f} | {seconds['train_or_load']:.0f} / {seconds['convert']:.0f} / "
                      f"{seconds['bench']:.0f} |")
     lines += ["", "## Cells", "", "| model | target | format | precision | status | cosine | accuracy change | "
-              "latency / fp32 | reason or notes |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "latency / fp32 | repaired | reason or notes |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for record in records:
         fp32 = {r["format"]: r["p50_ms"] for r in record["rows"] if r["target"] == "cpu-fp32"}
         for row in record["rows"]:
@@ -163,9 +166,20 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
             change = "" if row["accuracy_change"] is None else f"{row['accuracy_change']:+.3f}"
             detail = row["reason"] or "; ".join(_short_notes(row["notes"]))
             precision = row["precision"] or _planned_precision(row["target"], row["format"])
+            repaired = _repaired(row.get("repair"), row.get("repair_confirmed", True))
             lines.append(f"| {row['model']} | {row['target']} | {row['format']} | {precision} | "
-                         f"{row['status']} | {cosine} | {change} | {ratio} | {detail.replace('|', '/')} |")
+                         f"{row['status']} | {cosine} | {change} | {ratio} | {repaired} | {detail.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def _repaired(line: str | None, confirmed: bool = True) -> str:
+    """The repair's outcome in a few words: what it kept in float or changed, or that it failed."""
+    if not line:
+        return ""
+    if line.startswith("NOT repaired"):
+        return "not repairable: " + _one_line(line.split(": ", 1)[-1])[:90].replace("|", "/")
+    what = _one_line(line.removeprefix("repaired: ").split(", cosine")[0])[:90].replace("|", "/")
+    return f"yes: {what}" if confirmed else f"tried: {what} (met on the held-out samples, not in verification)"
 
 
 def _short_notes(notes: list[str]) -> list[str]:
@@ -184,13 +198,16 @@ def _summary(records: list[dict]) -> list[str]:
             precision = row["precision"] or _planned_precision(row["target"], row["format"])
             cell = counts.setdefault((row["format"], precision), {})
             cell[row["status"]] = cell.get(row["status"], 0) + 1
+            if row.get("repair") and row["status"] == "accurate":
+                cell["repaired"] = cell.get("repaired", 0) + 1
     statuses = ["accurate", "completes", "fails", "not offered"]
-    lines = ["## Summary", "", "| format | precision | " + " | ".join(statuses) + " | accurate share of offered |",
-             "| --- | --- | " + " | ".join("---" for _ in statuses) + " | --- |"]
+    lines = ["## Summary", "", "| format | precision | " + " | ".join(statuses) + " | accurate share of offered | "
+             "accurate after repair |", "| --- | --- | " + " | ".join("---" for _ in statuses) + " | --- | --- |"]
     for (fmt, precision), cell in sorted(counts.items()):
         offered = sum(cell.get(s, 0) for s in statuses[:3])
         share = f"{cell.get('accurate', 0) / offered:.0%}" if offered else ""
-        lines.append(f"| {fmt} | {precision} | " + " | ".join(str(cell.get(s, 0)) for s in statuses) + f" | {share} |")
+        lines.append(f"| {fmt} | {precision} | " + " | ".join(str(cell.get(s, 0)) for s in statuses) +
+                     f" | {share} | {cell.get('repaired', 0)} |")
     return lines
 
 
@@ -270,7 +287,7 @@ def _crashed(name: str, code: int, result: Path, log: Path, started_at: float) -
     how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
     reason = _one_line(f"the zoo process for {name} died ({how}): {lines[-1] if lines else 'no output'}")
     rows = [{"model": name, "target": t, "format": f, "precision": None, "status": "fails", "reason": reason,
-             "cosine": None, "accuracy_change": None, "p50_ms": None, "notes": []} for t in TARGETS for f in FORMATS]
+             "cosine": None, "accuracy_change": None, "p50_ms": None, "notes": [], "repair": None} for t in TARGETS for f in FORMATS]
     record = {"name": name, "kind": BY_NAME[name].kind, "source_format": "?", "source_accuracy": float("nan"),
               "rows": rows, "seconds": {"train_or_load": 0, "convert": 0, "bench": 0}}
     result.write_text(json.dumps(record, indent=1))
