@@ -22,7 +22,7 @@ CACHE = Path(os.environ.get("EDGEKIT_ZOO_CACHE", Path.home() / ".cache" / "edgek
 
 @dataclass
 class Built:
-    model: Path  # the source: .keras, SavedModel directory, .onnx or .tflite
+    model: Path  # the source: .keras, SavedModel directory, .onnx, .tflite or .pt2
     calibration: Path  # .npz keyed by input names
     evaluation: Path  # .npz: inputs + labels
     source_accuracy: float  # the trained source on the evaluation data
