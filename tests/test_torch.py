@@ -64,6 +64,10 @@ def test_two_input_module_converts_for_every_target(two_inputs, two_calibration,
     assert artifacts[("npu", "onnx")].inputs[0].dtype == "int8"
     assert artifacts[("npu", "tflite")].inputs[0].dtype == "int8"
     assert artifacts[("gpu", "tflite")].inputs[0].dtype == "float32"
+    # ai-edge-quantizer's ranges are the min/max over all calibration samples (its default, a moving
+    # average of batch-1 ranges, would stop short of the largest feature value and clip it).
+    features = artifacts[("npu", "tflite")].inputs[1].quantization
+    assert (127 - features.zero_point) * features.scale >= two_calibration["features"].max() - features.scale
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["source"]["format"] == "torch"
     assert {a["layout"] for a in saved["artifacts"]} == {"NCHW"}

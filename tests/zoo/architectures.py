@@ -22,7 +22,7 @@ CACHE = Path(os.environ.get("EDGEKIT_ZOO_CACHE", Path.home() / ".cache" / "edgek
 
 @dataclass
 class Built:
-    model: Path  # the source: .keras, SavedModel directory, .onnx or .tflite
+    model: Path  # the source: .keras, SavedModel directory, .onnx, .tflite or .pt2
     calibration: Path  # .npz keyed by input names
     evaluation: Path  # .npz: inputs + labels
     source_accuracy: float  # the trained source on the evaluation data
@@ -33,6 +33,7 @@ class Architecture:
     name: str
     kind: str  # what it stands for, for the table
     build: Callable[[Path], tuple[Path, Split, Split, float]]
+    depends: tuple[str, ...] = ()  # other files under tests/ whose code the builder runs (for the cache key)
 
 
 def _compile_fit(model, train: Split, epochs: int, batch_size: int = 64, extra_losses=()) -> None:
@@ -320,7 +321,88 @@ def tflite_source(folder: Path):
     return path, train, test, _accuracy(model, test)
 
 
-# Small models first: a partial run already covers every kind of model.
+# --- PyTorch programs (.pt2) ------------------------------------------------------------------
+
+
+def _nchw(split: Split, names: list[str]) -> Split:
+    """The split keyed by `names`, 4-D NHWC images moved to PyTorch's NCHW (once: a 3-channel
+    last axis is what marks them NHWC)."""
+    arrays = [a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 and a.shape[-1] == 3 else a
+              for a in split.inputs.values()]
+    return Split(dict(zip(names, arrays)), split.labels, [])
+
+
+def _torch_result(folder: Path, model, train: Split, test: Split) -> tuple[Path, Split, Split, float]:
+    """Exports the trained module (eval mode, batch 1: litert-torch converts at the example shapes),
+    saves it with torch.export.save, and scores the exported program, which is what edgekit loads."""
+    import torch
+
+    train, test = _nchw(train, list(train.inputs)), _nchw(test, list(test.inputs))
+    program = torch.export.export(model.eval(), tuple(torch.from_numpy(a[:1]) for a in train.inputs.values()))
+    names = list(program.graph_signature.user_inputs)  # the forward's argument names: what edgekit calls them
+    train, test = _nchw(train, names), _nchw(test, names)
+    path = folder / "model.pt2"
+    torch.export.save(program, path)
+    module, logits = program.module(), []
+    with torch.no_grad():
+        for index in range(len(test.labels)):
+            logits.append(module(*(torch.from_numpy(a[index : index + 1]) for a in test.inputs.values())).numpy())
+    return path, train, test, float((np.concatenate(logits).argmax(1) == test.labels).mean())
+
+
+def _torch_vision(constructor: str, epochs: int) -> Callable[[Path], tuple]:
+    """torchvision's MobileNetV3-small / ResNet-18 (weights=None) as written in tests/torch_models.py
+    (torchvision 0.28 does not import beside torch 2.13 here), trained there on the 32x32 digits with
+    BatchNorm statistics re-estimated on the final weights."""
+
+    def build(folder: Path) -> tuple[Path, Split, Split, float]:
+        import torch
+
+        from tests import torch_models
+
+        torch.manual_seed(0)
+        train, test = data.images32("image")
+        images = train.inputs["image"].transpose(0, 3, 1, 2).copy()
+        model = torch_models.train_briefly(getattr(torch_models, constructor)(num_classes=10), images,
+                                           train.labels.astype(np.int64), epochs=epochs)
+        return _torch_result(folder, model, train, test)
+
+    build.__qualname__ = f"torch_vision_{constructor}_{epochs}"
+    return build
+
+
+def torch_two_inputs(folder: Path):
+    """tests/torch_models.py's TwoInputs (conv + BatchNorm branch on a 3x32x32 image, linear branch on
+    5 features, summed) trained on the digits; the features: the ink in 5 bands of rows."""
+    import torch
+    from torch.nn import functional as F
+
+    from tests import torch_models
+
+    torch.manual_seed(0)
+    train, test = data.images32("image")
+
+    def with_bands(split: Split) -> Split:
+        rows = split.inputs["image"][..., 0].mean(axis=2)  # (N, 32) row means
+        bands = np.stack([rows[:, i * 6 : i * 6 + 8].mean(axis=1) for i in range(5)], axis=1)
+        return Split({"image": split.inputs["image"], "features": bands.astype(np.float32)}, split.labels, [])
+
+    train, test = with_bands(train), with_bands(test)
+    model = torch_models.TwoInputs()
+    image = torch.from_numpy(train.inputs["image"].transpose(0, 3, 1, 2).copy())
+    features, labels = torch.from_numpy(train.inputs["features"]), torch.from_numpy(train.labels.astype(np.int64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(40):
+        for batch in torch.randperm(len(labels)).split(64):
+            optimizer.zero_grad()
+            F.cross_entropy(model(image[batch], features[batch]), labels[batch]).backward()
+            optimizer.step()
+    return _torch_result(folder, model, train, test)
+
+
+# Small models first: a partial run already covers every kind of model; the PyTorch programs
+# last, so that adding them left the keras rows' order (and a running zoo's) as it was.
 ARCHITECTURES = [
     Architecture("GRU", "recurrent", gru),
     Architecture("InModelPreprocessing", "Rescaling + Normalization layers", in_model_preprocessing),
@@ -343,6 +425,12 @@ ARCHITECTURES = [
     Architecture("DenseNet121", "keras.applications CNN", _application("DenseNet121", 3, 1.0)),
     Architecture("NASNetMobile", "keras.applications CNN (NAS cells)", _application("NASNetMobile", 3, 1.0)),
     Architecture("ConvNeXtTiny", "keras.applications CNN (LayerNorm, GELU)", _application("ConvNeXtTiny", 3, 255.0)),
+    Architecture("TorchTwoInputs", "PyTorch nn.Module, 2 inputs (image + features), .pt2", torch_two_inputs,
+                 depends=("torch_models.py",)),
+    Architecture("TorchMobileNetV3Small", "PyTorch MobileNetV3-small (torchvision's), .pt2",
+                 _torch_vision("MobileNetV3Small", 3), depends=("torch_models.py",)),
+    Architecture("TorchResNet18", "PyTorch ResNet-18 (torchvision's), .pt2", _torch_vision("ResNet18", 3),
+                 depends=("torch_models.py",)),
 ]
 BY_NAME = {a.name: a for a in ARCHITECTURES}
 
@@ -352,6 +440,10 @@ def code_hash(architecture: Architecture) -> str:
     build = architecture.build
     parts = [build.__qualname__, inspect.getsource(build), inspect.getsource(data),
              inspect.getsource(_compile_fit), inspect.getsource(reestimate_batchnorm), inspect.getsource(_application)]
+    if architecture.depends:  # only then: the keras rows' keys (and their cached models) stay as they were
+        tests = Path(__file__).resolve().parents[1]
+        parts += [inspect.getsource(_torch_result), inspect.getsource(_nchw)]
+        parts += [(tests / name).read_text() for name in architecture.depends]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
