@@ -74,6 +74,27 @@ class Exports:
                 raise ConversionError(f"the recurrent layers could not be unrolled ({_first_line(exc)})") from None
         return target
 
+    def depthwise_saved_model(self) -> Path:
+        """A SavedModel of the Keras source with each grouped Conv2D whose groups equal its channels
+        (a depthwise convolution written as Conv2D, as in ConvNeXt) rebuilt as DepthwiseConv2D with
+        the same weights: the same arithmetic, without the XLA function Keras runs grouped
+        convolutions through, which tf2onnx cannot inline."""
+        if self.source.format != "keras":
+            raise ConversionError(f"a {self.source.format} source cannot be rewritten: convert from the Keras model")
+        target = self.workdir / "saved_model_depthwise"
+        if not target.exists():
+            import keras
+
+            model = self.source.handle
+            clone = keras.models.clone_model(model, clone_function=_as_depthwise, recursive=True)
+            for old, new in zip(walk_layers(model), walk_layers(clone)):
+                weights = old.get_weights()
+                if isinstance(new, keras.layers.DepthwiseConv2D) and not isinstance(old, keras.layers.DepthwiseConv2D):
+                    weights[0] = weights[0].transpose(0, 1, 3, 2)  # (kh, kw, 1, C) -> (kh, kw, C, 1)
+                new.set_weights(weights)
+            clone.export(str(target), format="tf_saved_model", verbose=False)
+        return target
+
     def onnx_fp32(self) -> Path:
         """An fp32 ONNX file of the source, for quantization and for OpenVINO."""
         if self.source.format == "onnx":
@@ -112,3 +133,32 @@ def _first_line(exc: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Exception encountered", "Arguments received", "•"))]
     return (useful or lines or [type(exc).__name__])[0][:200]
+
+
+def walk_layers(model):
+    """Every layer of a Keras model, nested models' layers included, in a stable order."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from walk_layers(layer)
+
+
+def _as_depthwise(layer):
+    """A Conv2D with groups == channels as the DepthwiseConv2D it is; any other layer cloned as is."""
+    import keras
+
+    config = layer.get_config()
+    groups = config.get("groups", 1)
+    if not isinstance(layer, keras.layers.Conv2D) or isinstance(layer, keras.layers.DepthwiseConv2D) or groups == 1:
+        return layer.__class__.from_config(config)
+    channels = layer.kernel.shape[-2] * groups
+    if groups != channels or config["filters"] != channels:
+        raise ConversionError(
+            f"layer '{layer.name}': a grouped Conv2D ({groups} groups of {channels} channels) goes through an XLA "
+            "function tf2onnx cannot convert; only depthwise ones (groups = channels = filters) are rewritten"
+        )
+    return keras.layers.DepthwiseConv2D(
+        kernel_size=config["kernel_size"], strides=config["strides"], padding=config["padding"],
+        data_format=config["data_format"], dilation_rate=config["dilation_rate"], depth_multiplier=1,
+        activation=config["activation"], use_bias=config["use_bias"], name=config["name"], dtype=config.get("dtype"),
+    )

@@ -53,6 +53,8 @@ def export_fp32(exports: Exports, dest: Path) -> None:
     # A Keras model goes through its SavedModel: tf2onnx.convert.from_keras fails on
     # Keras 3 models loaded from .keras files (STACK.md), and other converters share it.
     saved_model = exports.saved_model() if source.format != "tflite" else None
+    if source.format == "keras" and _grouped_convolutions(source.handle):
+        saved_model = exports.depthwise_saved_model()
     try:
         if saved_model is None:
             with warnings.catch_warnings():  # tf2onnx reads shapes with it; not the user's to migrate
@@ -110,6 +112,19 @@ def convert(job: ConvertJob) -> Converted:
 
 
 # --- fp32 export -------------------------------------------------------------
+
+
+def _grouped_convolutions(model: Any) -> bool:
+    """Whether a Keras model has Conv layers with groups > 1 (ConvNeXt's 7x7 depthwise convs).
+
+    Keras's TensorFlow backend runs those through a tf.function with jit_compile=True ("grouped
+    convolutions are broken on CPU without XLA"); tf2onnx cannot inline an XLA function and
+    leaves a StatefulPartitionedCall node no ONNX runtime knows. Exports.depthwise_saved_model
+    writes the same model with each such layer as a DepthwiseConv2D instead.
+    """
+    from edgekit.converters.exports import walk_layers
+
+    return any(getattr(layer, "groups", 1) > 1 for layer in walk_layers(model))
 
 
 def _from_saved_model(path: Path, tf2onnx: Any) -> Any:

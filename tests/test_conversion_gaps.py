@@ -166,3 +166,27 @@ def test_a_model_that_needs_flex_is_reported_not_produced(tmp_path):
     assert not manifest.artifacts
     error = _errors(manifest)[("cpu-fp32", "tflite")]
     assert "tf.Svd" in error and "Flex" in error
+
+
+def _grouped_model(groups: int):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", groups=groups, name="grouped")(inputs)  # ConvNeXt's depthwise form
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_depthwise_convolutions_written_as_grouped_conv2d_export_to_onnx(tmp_path):
+    # Keras runs grouped convolutions through an XLA function tf2onnx leaves as a call node.
+    model = _grouped_model(groups=4)
+    manifest = convert(model, ["cpu-fp32"], calibration=_calibration(model), output=tmp_path, formats=["onnx"])
+    assert not manifest.errors, manifest.errors
+    assert manifest.artifacts[0].passed, manifest.artifacts[0].verification
+
+
+def test_other_grouped_convolutions_name_the_layer(tmp_path):
+    model = _grouped_model(groups=2)
+    manifest = convert(model, ["cpu-fp32"], calibration=_calibration(model), output=tmp_path, formats=["onnx"])
+    error = _errors(manifest)[("cpu-fp32", "onnx")]
+    assert "layer 'grouped'" in error and "2 groups" in error and "\n" not in error
