@@ -33,7 +33,8 @@ perf: $(STAMP)
 
 # The architecture zoo (tests/zoo): trains ~20 models (cached in ~/.cache/edgekit-zoo), converts each
 # for cpu, gpu, npu and cpu-fp32 in every format, benchmarks them and writes docs/coverage.md.
-# About an hour on a 2-core host; not part of `make test` (which runs a two-model subset).
+# About 80-100 min on a shared 2-core host (82 min measured 2026-12-02 for 21 architectures, before the
+# 3 PyTorch rows); not part of `make test` (which runs a two-model subset).
 zoo: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,torch]'
 	nice -n 5 $(PY) -m tests.zoo.coverage all
