@@ -139,7 +139,8 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
         "",
     ]
     if wall_seconds is not None:
-        lines += [f"Wall time of this run: {wall_seconds / 60:.1f} min.", ""]
+        lines += [f"Wall time of the last full run (`make zoo`): {wall_seconds / 60:.1f} min; architectures re-run "
+                  "since with `--only` (newer seconds below) and ones added since are not in it.", ""]
     from tests.zoo.architectures import ARCHITECTURES
 
     missing = [a.name for a in ARCHITECTURES if a.name not in {r["name"] for r in records}]
