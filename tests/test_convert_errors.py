@@ -133,7 +133,7 @@ def test_interrupted_run_keeps_previous_manifest(tmp_path, tiny_keras_path, cali
     first = subprocess.run([*command, "-t", "cpu-fp32", "-f", "onnx", "-q"], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     before = json.loads((out / "manifest.json").read_text())
-    interrupt_after_first_artifact([*command, "-t", "cpu", "-t", "gpu", "-t", "npu"], "cpu/onnx", tmp_path / "site")
+    interrupt_after_first_artifact([*command, "-t", "cpu", "-t", "gpu", "-t", "npu"])
     assert json.loads((out / "manifest.json").read_text()) == before
     assert not list(out.glob(".edgekit-staging-*")), "staging directory left behind"
     assert not (out / "cpu").exists()
