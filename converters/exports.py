@@ -113,17 +113,13 @@ class Exports:
 
 def _unrolled(layer):
     """The layer again with `unroll=True` on it (LSTM, GRU, SimpleRNN) or on what it wraps (Bidirectional)."""
-    config = layer.get_config()
-    changed = "unroll" in config
-    if changed:
+    config = layer.get_config()  # any other layer is rebuilt from it unchanged, as clone_model does
+    if "unroll" in config:
         config["unroll"] = True
     for wrapped in ("layer", "backward_layer"):  # Bidirectional keeps its layers' configs inside its own
         inner = config.get(wrapped)
         if isinstance(inner, dict) and "unroll" in inner.get("config", {}):
             inner["config"]["unroll"] = True
-            changed = True
-    if not changed:
-        return layer.__class__.from_config(layer.get_config())  # what clone_model does by default
     return layer.__class__.from_config(config)
 
 
