@@ -120,18 +120,29 @@ def repair(
     exports: Exports,
     workdir: Path,
     progress: Progress = SILENT,
+    judge: Dataset | None = None,
 ) -> Repair:
     """Search for the fastest candidate meeting the tolerance (or the accuracy budget); the chosen
-    file is left at `result.path` for the caller to put in place."""
+    file is left at `result.path` for the caller to put in place.
+
+    `judge`: samples of the same data that calibration never saw (the ones verification used). With
+    them the search calibrates on every calibration sample and judges on those; without, it holds
+    back a share of the calibration samples to judge on.
+    """
     started = time.perf_counter()
     tolerance = target.tolerance_for(fmt)
-    calibrate_on, held_out = split(calibration)
+    if judge is not None:
+        calibrate_on, held_out = calibration, judge
+        unseen = "unseen samples"
+    else:
+        calibrate_on, held_out = split(calibration)
+        unseen = "held-out calibration samples"
     budget = target.budgets.get("max_accuracy_drop")
     if evaluation is not None and evaluation.labels is not None and budget is not None:
         judge_on, judged_by = evaluation, "labelled evaluation data"
         goal = AccuracyAware(enabled=True, max_accuracy_drop=budget, min_cosine=tolerance.min_cosine)
     else:
-        judge_on, judged_by = held_out, "the source model's outputs on held-out calibration samples (no labels)"
+        judge_on, judged_by = held_out, f"the source model's outputs on {unseen} (no labels)"
         goal = _agreement_goal(source, held_out, tolerance)
         judge_on = _with_source_labels(source, held_out) if goal.max_accuracy_drop is not None else held_out
     allowed = float_layers_allowed(target, recipe)
@@ -148,9 +159,18 @@ def repair(
 
 
 def _agreement_goal(source: SourceModel, held_out: Dataset, tolerance: Any) -> AccuracyAware:
+    """The tolerance as an accuracy goal on `held_out` labelled with the source's own top-1: the
+    stricter of the agreement floor and the accuracy budget's allowed disagreements there."""
+    from edgekit.converters.verify import allowed_disagreements
+
     drop = None
-    if tolerance.min_top1_agreement is not None and _is_classifier(source):
-        drop = 1.0 - tolerance.min_top1_agreement
+    if _is_classifier(source):
+        drops = []
+        if tolerance.min_top1_agreement is not None:
+            drops.append(1.0 - tolerance.min_top1_agreement)
+        if tolerance.max_accuracy_drop is not None:
+            drops.append(allowed_disagreements(held_out.samples, tolerance.max_accuracy_drop) / held_out.samples)
+        drop = min(drops) if drops else None
     return AccuracyAware(enabled=True, min_cosine=tolerance.min_cosine, max_accuracy_drop=drop)
 
 

@@ -86,6 +86,14 @@ def judge(
         failures.append(f"max abs error {max_error:.3g} > {tolerance.max_abs_error}")
     if tolerance.min_top1_agreement is not None and top1 is not None and top1 < tolerance.min_top1_agreement:
         failures.append(f"top-1 agreement {top1:.3f} < {tolerance.min_top1_agreement}")
+    if tolerance.max_accuracy_drop is not None and top1 is not None:
+        disagree = round((1.0 - top1) * samples)
+        allowed = allowed_disagreements(samples, tolerance.max_accuracy_drop)
+        if disagree > allowed:
+            failures.append(
+                f"top-1 disagrees with the source on {disagree} of {samples} samples: more than the "
+                f"{tolerance.max_accuracy_drop * 100:.1f} pt accuracy budget allows ({allowed} of {samples}, "
+                "95 % binomial bound)")
     return Verification(
         passed=not failures,
         samples=samples,
@@ -97,6 +105,21 @@ def judge(
         failures=failures,
         precision_ran=precision_ran,
     )
+
+
+def allowed_disagreements(samples: int, budget: float, confidence: float = 0.95) -> int:
+    """How many top-1 disagreements with the source `samples` samples may show under an accuracy budget.
+
+    The budget judged without labels: where the artifact and the source agree on top-1 they are
+    both right or both wrong, so the artifact's accuracy can fall below the source's by at most the
+    share of samples where they disagree. A disagreement rate at the budget still shows more
+    disagreements than `budget * samples` on some draws; this is the count a rate equal to the
+    budget stays within with `confidence` (binomial), so an artifact fails when its disagreements
+    are more than chance at the budget explains: 3 of 100 at a 1 pt budget, 2 of 50.
+    """
+    from scipy.stats import binom
+
+    return int(binom.ppf(confidence, samples, budget))
 
 
 def generated_samples(inputs: list[TensorSpec], count: int = 16, seed: int = 0) -> Dataset:

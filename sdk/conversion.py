@@ -26,6 +26,9 @@ from edgekit.targets.schema import AccuracyAware, Format, Precision, Preprocess,
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 VERIFY_SAMPLES = 100  # enough for stable cosine/top-1 figures, cheap on every runtime
+# Fewer unseen samples than this and verification falls back to calibration samples: a 1-point
+# agreement floor (converters' tolerance from the accuracy budget) needs tens of samples to mean anything.
+MIN_UNSEEN_SAMPLES = 50
 EXTENSIONS = {Format.TFLITE: ".tflite", Format.ONNX: ".onnx", Format.OPENVINO: ".xml"}
 
 
@@ -106,8 +109,8 @@ def convert(
             plans, skipped = _plan(source, resolved, formats)
             for plan in plans:  # travels with the plan into the format group's child
                 plan.layout = layouts.artifact_layout(source, preprocess or plan.target.preprocess)
-            calib = _load_calibration(calibration, source, plans, calibration_samples,
-                                      layouts.source_preprocess(source, preprocess or resolved[0].preprocess))
+            calib, unseen = _load_calibration(calibration, source, plans, calibration_samples,
+                                              layouts.source_preprocess(source, preprocess or resolved[0].preprocess))
             evaluation_data = _attach_goals(plans, source, evaluation, accuracy_aware, max_accuracy_drop, min_cosine)
             _prepare_output(output)
         source_log = _start_logs(logs_dir, early_log)
@@ -118,7 +121,7 @@ def convert(
     # Everything is validated before the first line is printed: bad input gets one line.
     progress.info(f"source: {source.label} ({source.format}, {_io_summary(source)})")
     if calib is not None:
-        progress.info(f"calibration: {calib.samples} samples from {calib.origin}")
+        progress.info(f"calibration: {calib.samples} samples from {calib.origin}; {_verified_on(calib, unseen)}")
     for skip in skipped:
         progress.info(f"skipped {skip['target']}/{skip['format']}: {skip['reason']}")
 
@@ -126,11 +129,11 @@ def convert(
     try:
         with toollog.capture(source_log, tee=progress.verbose):
             if cluster is not None:
-                manifest = _run_on_cluster(cluster, source, plans, calib, evaluation_data, staging, verify_artifacts,
-                                           progress, repair)
+                manifest = _run_on_cluster(cluster, source, plans, calib, unseen, evaluation_data, staging,
+                                           verify_artifacts, progress, repair)
             else:
-                manifest = _run(source, plans, calib, evaluation_data, staging, output, verify_artifacts, progress,
-                                logs_dir, settings, repair)
+                manifest = _run(source, plans, calib, unseen, evaluation_data, staging, output, verify_artifacts,
+                                progress, logs_dir, settings, repair)
             manifest.skipped = skipped
             _publish(staging, output, manifest)
     finally:
@@ -204,7 +207,13 @@ def _parse_formats(formats: list[str] | None) -> list[Format]:
     return list(dict.fromkeys(parsed))
 
 
-def _load_calibration(data, source, plans, samples, preprocess) -> Dataset | None:
+def _load_calibration(data, source, plans, samples, preprocess) -> tuple[Dataset | None, Dataset | None]:
+    """(the calibration samples, up to VERIFY_SAMPLES further samples of the same data to verify on).
+
+    Verifying on samples the calibration saw flatters an int8 artifact: its activation ranges were
+    fitted to exactly those inputs. The second part is None where the data holds fewer than
+    MIN_UNSEEN_SAMPLES beyond `samples`; verification then uses the calibration samples and says so.
+    """
     needs = [p for p in plans if p.recipe.precision.needs_calibration]
     if data is None:
         if needs:
@@ -215,8 +224,24 @@ def _load_calibration(data, source, plans, samples, preprocess) -> Dataset | Non
                 f"calibration data: pass -c data.npz (arrays named {names}), an .npy, or a folder of images"
                 + (f" ({len(needs)} artifacts need it)" if len(needs) > 1 else "")
             )
-        return None
-    return load_dataset(data, source.inputs, limit=samples, preprocess=preprocess)
+        return None, None
+    loaded = load_dataset(data, source.inputs, limit=samples + VERIFY_SAMPLES, preprocess=preprocess)
+    return split_unseen(loaded, samples)
+
+
+def split_unseen(loaded: Dataset, samples: int) -> tuple[Dataset, Dataset | None]:
+    """`loaded` cut into its first `samples` (calibration) and the rest (verification), when the rest
+    is at least MIN_UNSEEN_SAMPLES."""
+    if loaded.samples - samples < MIN_UNSEEN_SAMPLES:
+        return loaded.head(samples), None
+    return loaded.head(samples), loaded.rows(samples, samples + VERIFY_SAMPLES)
+
+
+def _verified_on(calib: Dataset, unseen: Dataset | None) -> str:
+    if unseen is not None:
+        return f"verification on {unseen.samples} further samples the calibration did not see"
+    return (f"verification on the first {min(calib.samples, VERIFY_SAMPLES)} of them (the data holds fewer than "
+            f"{MIN_UNSEEN_SAMPLES} more; with more samples than --calibration-samples, verification uses unseen ones)")
 
 
 def _prepare_output(output: Path) -> None:
@@ -230,14 +255,14 @@ def _prepare_output(output: Path) -> None:
         raise InputError(f"output directory {output} is not writable: {exc.strerror}") from None
 
 
-def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings,
+def _run(source, plans, calib, unseen, evaluation, staging, output, verify_artifacts, progress, logs_dir, settings,
          repair: bool = True) -> Manifest:
     from edgekit import isolation
 
     started = time.perf_counter()
-    samples = calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
+    samples = verification_samples(source, calib, unseen)
     reference = reference_outputs(source.run, samples) if verify_artifacts else []
-    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
+    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib, unseen))
     exports = Exports(source, staging / ".exports")
     exports.workdir.mkdir()
     referenced = time.perf_counter()
@@ -251,7 +276,7 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
     ]
     context = isolation.Context(source=source, calibration=calib, evaluation=evaluation, samples=samples,
                                 reference=reference, verify=verify_artifacts, staging=staging, shared=shared,
-                                verbose=progress.verbose, repair=repair)
+                                verbose=progress.verbose, repair=repair, unseen_samples=unseen is not None)
 
     def report(item: isolation.Work, outcome: isolation.Outcome) -> None:
         plan = item.plan
@@ -276,13 +301,23 @@ def _run(source, plans, calib, evaluation, staging, output, verify_artifacts, pr
     return manifest
 
 
-def _run_on_cluster(cluster, source, plans, calib, evaluation, staging, verify_artifacts, progress,
+def verification_samples(source, calib: Dataset | None, unseen: Dataset | None) -> Dataset:
+    """What every artifact is verified on: unseen samples, else the first calibration samples, else
+    seeded generated inputs."""
+    if unseen is not None:
+        return unseen
+    return calib.head(VERIFY_SAMPLES) if calib is not None else generated_samples(source.inputs)
+
+
+def _run_on_cluster(cluster, source, plans, calib, unseen, evaluation, staging, verify_artifacts, progress,
                     repair: bool = True) -> Manifest:
     from edgekit.cluster.convert import run_plans
 
-    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib))
-    manifest.artifacts, manifest.errors = run_plans(cluster, source, plans, calib, evaluation, staging,
-                                                    verify_artifacts, progress, repair)
+    manifest = Manifest(source=_source_dict(source), calibration=_calibration_dict(calib, unseen))
+    # A job gets the calibration and unseen samples as one dataset and cuts it the same way.
+    data = calib if unseen is None else calib.joined(unseen)
+    manifest.artifacts, manifest.errors = run_plans(cluster, source, plans, data, calib.samples if calib else 1,
+                                                    evaluation, staging, verify_artifacts, progress, repair)
     return manifest
 
 
@@ -296,13 +331,14 @@ def _log_name(log: Path, output: Path) -> str:
 
 def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, samples, reference,
             verify_artifacts: bool, progress: Progress = SILENT, phase=lambda name: None,
-            repair: bool = True, checkpoint=lambda artifact: None) -> Artifact:
+            repair: bool = True, checkpoint=lambda artifact: None, unseen_samples: bool = False) -> Artifact:
     """One artifact: convert (or search) `plan` into `staged`, verify it, check its op placement.
 
     The single place one (target, format) is produced; it runs inside that format group's
     child process (edgekit.conversion_worker). `phase("verifying")` tells the parent which
     tool was running should the process die; `checkpoint(artifact)` keeps the verified,
     unrepaired artifact so that a repair that crashes costs the repair, not the artifact.
+    `unseen_samples`: `samples` are not calibration samples, so a repair may judge on them.
     """
     from edgekit import timings
 
@@ -319,7 +355,7 @@ def produce(source, plan: _Plan, staged: Path, calib, evaluation, exports, sampl
             checkpoint(artifact)
             phase("repairing")
             artifact = _repair_if_needed(source, plan, artifact, calib, evaluation, exports, staged.parent.parent,
-                                         samples, reference, repair, progress)
+                                         samples, reference, repair, progress, unseen_samples)
     phase("checking placement")
     _check_placement(artifact, plan)
     # What the converter spent beyond exporting and calibrating is its conversion and quantization.
@@ -418,7 +454,7 @@ def _search_one(source, plan: _Plan, staged: Path, calib, evaluation, exports, p
 
 
 def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation, exports, staging: Path,
-                      samples, reference, enabled: bool, progress) -> Artifact:
+                      samples, reference, enabled: bool, progress, unseen_samples: bool = False) -> Artifact:
     """The artifact, or its repair when it missed its tolerance (converters/repair.py)."""
     from edgekit.converters.repair import needs_repair, repair
 
@@ -434,7 +470,8 @@ def _repair_if_needed(source, plan: _Plan, artifact: Artifact, calib, evaluation
     progress.info(f"repairing {label}: {'; '.join(check.failures)}")
     workdir = staging / ".repair" / plan.target.name / plan.format.value
     try:
-        outcome = repair(source, plan.target, plan.format, plan.recipe, calib, evaluation, exports, workdir, progress)
+        outcome = repair(source, plan.target, plan.format, plan.recipe, calib, evaluation, exports, workdir, progress,
+                         judge=samples if unseen_samples else None)
     except ConversionError as exc:
         artifact.notes.append(f"automatic repair could not run: {exc}")
         return artifact
@@ -545,10 +582,12 @@ def _source_dict(source: SourceModel) -> dict[str, Any]:
     }
 
 
-def _calibration_dict(calib: Dataset | None) -> dict[str, Any] | None:
+def _calibration_dict(calib: Dataset | None, unseen: Dataset | None = None) -> dict[str, Any] | None:
     if calib is None:
         return None
-    return {"origin": calib.origin, "samples": calib.samples, "ranges": {k: list(v) for k, v in calib.ranges().items()}}
+    return {"origin": calib.origin, "samples": calib.samples, "ranges": {k: list(v) for k, v in calib.ranges().items()},
+            "verification_samples": unseen.samples if unseen is not None else min(calib.samples, VERIFY_SAMPLES),
+            "verified_on": "unseen samples" if unseen is not None else "calibration samples"}
 
 
 def _io_summary(source: SourceModel) -> str:

@@ -29,6 +29,15 @@ class Dataset:
         labels = None if self.labels is None else self.labels[:count]
         return Dataset({k: v[:count] for k, v in self.arrays.items()}, labels, self.origin)
 
+    def rows(self, start: int, stop: int) -> Dataset:
+        labels = None if self.labels is None else self.labels[start:stop]
+        return Dataset({k: v[start:stop] for k, v in self.arrays.items()}, labels, self.origin)
+
+    def joined(self, other: Dataset) -> Dataset:
+        """This dataset's samples followed by `other`'s (the same inputs)."""
+        labels = None if self.labels is None or other.labels is None else np.concatenate([self.labels, other.labels])
+        return Dataset({k: np.concatenate([v, other.arrays[k]]) for k, v in self.arrays.items()}, labels, self.origin)
+
     def batches(self, batch: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Feeds of `batch` samples each (the last may be shorter), keyed by input name."""
         for start in range(0, self.samples, batch):

@@ -114,6 +114,7 @@ class Context:
     shared: dict[str, Any]  # saved_model path or saved_model_error, source_file for searches
     verbose: bool = False
     repair: bool = True  # an int8 artifact that misses its tolerance is searched for again (converters/repair.py)
+    unseen_samples: bool = False  # `samples` are further samples of the data, not calibration samples
 
 
 @dataclass

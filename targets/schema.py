@@ -82,6 +82,9 @@ class Tolerance(_Strict):
     min_cosine: float = Field(0.99, ge=-1.0, le=1.0)
     max_abs_error: float | None = Field(None, gt=0)
     min_top1_agreement: float | None = Field(None, ge=0.0, le=1.0)
+    # The accuracy budget judged without labels, as top-1 disagreement with the source (filled in
+    # from `[budgets] max_accuracy_drop` by Target.tolerance_for; converters/verify.py explains it).
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class Preprocess(_Strict):
@@ -198,8 +201,15 @@ class Target(_Strict):
         return {fmt: r for fmt, r in sorted(self.formats.items(), key=lambda kv: list(Format).index(kv[0])) if r.enabled}
 
     def tolerance_for(self, fmt: Format) -> Tolerance:
+        """What an artifact of `fmt` is verified against: the recipe's or the precision's tolerance,
+        with the target's `[budgets] max_accuracy_drop` carried in (judged without labels; see
+        edgekit.converters.verify.allowed_disagreements). A tolerance's own value wins."""
         recipe = self.formats[fmt]
-        return recipe.tolerance or self.tolerances.get(recipe.precision) or Tolerance()
+        tolerance = recipe.tolerance or self.tolerances.get(recipe.precision) or Tolerance()
+        budget = self.budgets.get("max_accuracy_drop")
+        if budget is not None and tolerance.max_accuracy_drop is None:
+            tolerance = tolerance.model_copy(update={"max_accuracy_drop": budget})
+        return tolerance
 
     def with_precision(self, precision: Precision) -> Target:
         """The same target with every recipe's precision overridden (--precision)."""

@@ -40,8 +40,10 @@ extends = "cpu"
 name = "cpu"
 [tolerances.int8-full]
 min_top1_agreement = 0.0
+max_accuracy_drop = 1.0
 [tolerances.int8-static]
 min_top1_agreement = 0.0
+max_accuracy_drop = 1.0
 """
 
 

@@ -80,3 +80,47 @@ def test_a_full_integer_npu_recipe_keeps_no_layer_in_float_and_names_the_op(cli,
     assert all("float_nodes" not in trial["changes"] for trial in repair["trials"])
     assert "integer ops only" in repair["fault"] and "most damaged activation" in repair["fault"]
     assert "not repaired" in result.stderr
+
+
+def test_with_more_data_than_it_calibrates_on_verification_and_repair_judge_unseen_samples(outlier, tmp_path):
+    # 200 samples, 120 calibrated on: the other 80 are what the artifact is verified and repaired on.
+    manifest = edgekit.convert(outlier["model"], "cpu", formats=["onnx"], calibration=outlier["calibration"],
+                               calibration_samples=120, output=tmp_path)
+    artifact = manifest.artifacts[0]
+    assert manifest.calibration["samples"] == 120
+    assert manifest.calibration["verified_on"] == "unseen samples" and manifest.calibration["verification_samples"] == 80
+    assert artifact.verification.samples == 80 and artifact.verification.passed
+    repair = artifact.repair
+    assert repair["met"] and repair["calibration_samples"] == 120 and repair["held_out_samples"] == 80
+    assert "unseen samples" in repair["judged_by"]
+
+
+def test_the_accuracy_budget_is_judged_without_labels_beyond_sampling_error():
+    from edgekit.converters.verify import allowed_disagreements, judge
+    from edgekit.targets.loader import load_target
+    from edgekit.targets.schema import Tolerance
+
+    assert allowed_disagreements(100, 0.01) == 3 and allowed_disagreements(50, 0.01) == 2
+    assert allowed_disagreements(100, 0.0) == 0
+    cpu = load_target("cpu")
+    assert cpu.tolerance_for(Format.ONNX).max_accuracy_drop == cpu.budgets["max_accuracy_drop"] == 0.01
+    explicit = cpu.model_copy(update={"tolerances": {**cpu.tolerances, cpu.formats[Format.ONNX].precision:
+                                                     Tolerance(min_cosine=0.9, max_accuracy_drop=0.05)}})
+    assert explicit.tolerance_for(Format.ONNX).max_accuracy_drop == 0.05  # the tolerance's own value wins
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(100, 10)).astype(np.float32)
+    labels = reference.argmax(axis=1)
+
+    def with_flips(count: int) -> np.ndarray:  # near-identical logits, `count` samples' top-1 moved
+        actual = reference.copy()
+        for row in range(count):
+            actual[row, (labels[row] + 1) % 10] = actual[row, labels[row]] + 1.0
+        return actual
+
+    tolerance = cpu.tolerance_for(Format.ONNX)
+    assert judge([with_flips(3)], [reference], tolerance, 100).passed  # within chance at a 1 pt budget
+    failed = judge([with_flips(5)], [reference], tolerance, 100)
+    assert not failed.passed and failed.top1_agreement == 0.95
+    assert failed.failures == ["top-1 disagrees with the source on 5 of 100 samples: more than the 1.0 pt "
+                               "accuracy budget allows (3 of 100, 95 % binomial bound)"]

@@ -16,9 +16,12 @@ from edgekit.console import Progress
 POLL_S = 1.0
 
 
-def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: bool, progress: Progress,
-              repair: bool = True):
-    """(artifacts with their files written under `staging`, error entries), in plan order."""
+def run_plans(cluster, source, plans, calib, calibration_samples: int, evaluation, staging: Path, verify: bool,
+              progress: Progress, repair: bool = True):
+    """(artifacts with their files written under `staging`, error entries), in plan order.
+
+    `calib` holds the calibration samples, then any unseen samples to verify on: each job's
+    `edgekit.convert` cuts it at `calibration_samples` as the driver did."""
     from edgekit.cluster import jobs
     from edgekit.cluster.board import progress_line, remote_board
     from edgekit.manifest import _artifact_from
@@ -38,7 +41,7 @@ def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: 
         job = f"convert:{plan.target.name}/{plan.format.value}"
         ray.get(board.submitted.remote(job, "convert"))
         ref = task.remote(board, job, shared[0], name, plan.target, plan.format.value, shared[1], shared[2],
-                          plan.goal, verify, repair)
+                          plan.goal, verify, repair, calibration_samples)
         pending[ref] = (index, job)
     progress.info(f"cluster {cluster.address}: {len(plans)} conversion job(s) on {len(cluster.cpu_nodes())} CPU node(s)")
     outcomes: dict[int, Any] = {}
@@ -82,13 +85,14 @@ def run_plans(cluster, source, plans, calib, evaluation, staging: Path, verify: 
     return artifacts, errors
 
 
-def _tracked_convert(board, job, blob, name, target, fmt, calib, evaluation, goal, verify, repair):
+def _tracked_convert(board, job, blob, name, target, fmt, calib, evaluation, goal, verify, repair,
+                     calibration_samples):
     import ray
 
     from edgekit.cluster.jobs import convert_group, where
 
     ray.get(board.started.remote(job, where()))
-    result = convert_group(blob, name, target, fmt, calib, evaluation, goal, verify, repair)
+    result = convert_group(blob, name, target, fmt, calib, evaluation, goal, verify, repair, calibration_samples)
     board.done.remote(job)
     return result
 

@@ -46,7 +46,7 @@ def where() -> dict[str, str]:
 
 
 def convert_group(source_tar: bytes, source_name: str, target, fmt: str, calibration, evaluation,
-                  goal, verify: bool, repair: bool = True) -> dict[str, Any]:
+                  goal, verify: bool, repair: bool = True, calibration_samples: int | None = None) -> dict[str, Any]:
     """One (target, format) group, converted and verified by `edgekit.convert` in a scratch folder.
 
     Returns {"manifest": that run's manifest (paths relative to it), "files": {relative path: bytes},
@@ -65,7 +65,7 @@ def convert_group(source_tar: bytes, source_name: str, target, fmt: str, calibra
             options |= {"accuracy_aware": True, "max_accuracy_drop": goal.max_accuracy_drop,
                        "min_cosine": goal.min_cosine}
         manifest = convert(root / "source" / source_name, [target], formats=[fmt], calibration=calibration,
-                           calibration_samples=calibration.samples if calibration is not None else 1,
+                           calibration_samples=calibration_samples or (calibration.samples if calibration is not None else 1),
                            output=output, verify_artifacts=verify, **options)
         files = {}
         for artifact in manifest.artifacts:

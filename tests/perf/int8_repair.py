@@ -42,8 +42,8 @@ def measure(name: str, root: Path) -> dict:
     result: dict = {"model": name, "source_accuracy": source.source_accuracy, "convert": {}, "bench": {}}
     for label, args in RUNS.items():
         out = folder / f"dist-{label}"
-        code, stdout, stderr, seconds = edgekit("convert", source.model, *args, "-c", source.calibration, "-o", out,
-                                                "--json")
+        code, stdout, stderr, seconds = edgekit("convert", source.model, *args, "-c", source.calibration,
+                                                "--calibration-samples", 100, "-o", out, "--json")
         (folder / f"convert-{label}.log").write_text(stderr)
         entry: dict = {"exit": code, "seconds": round(seconds, 1), "stderr_tail": stderr.strip().splitlines()[-3:]}
         if stdout.strip():

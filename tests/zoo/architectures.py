@@ -447,8 +447,11 @@ def code_hash(architecture: Architecture) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def built(architecture: Architecture, calibration_samples: int = 100) -> Built:
-    """The trained model and its data, from the cache or trained now."""
+def built(architecture: Architecture, calibration_samples: int = 200) -> Built:
+    """The trained model and its data, from the cache or trained now.
+
+    calibration.npz holds 200 training samples: the zoo and the int8 harness calibrate on 100, and
+    edgekit verifies (and repairs) on the next 100, which calibration did not see."""
     folder = CACHE / f"{architecture.name}-{code_hash(architecture)}"
     info = folder / "built.json"
     if not info.exists():
