@@ -20,6 +20,8 @@ def main(argv: list[str]) -> int:
 
     from edgekit.toollog import capture
 
+    _take_cpu_share()
+
     faulthandler.enable()  # a native crash leaves the Python stack in the item's log (fd 2)
     job = pickle.loads(Path(argv[1]).read_bytes())
     context, results = job["context"], Path(job["results"])
@@ -65,6 +67,14 @@ def _produce(item, source, context, exports, phase, checkpoint):
         target = f"{plan.target.name}/{plan.format.value}"
         return isolation.Outcome(error=isolation.describe_exception(plan.format, current[0], target, exc,
                                                                         source.format))
+
+
+def _take_cpu_share() -> None:
+    """Keep to the CPUs the parent gave this child (edgekit.isolation.cpu_shares), before any runtime
+    sizes its thread pools from what it can see."""
+    cpus = os.environ.get("EDGEKIT_WORKER_CPUS")
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
 
 
 def _checkpoint(results: Path, index: int, artifact) -> None:

@@ -128,7 +128,12 @@ def test_quant_pre_process_falls_back_and_writes_nothing_in_the_cwd(tmp_path, mo
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    manifest = convert(model, "cpu", calibration=_calibration(model), output=tmp_path / "out", formats=["onnx"])
+    from tests.models import random_weights_profile
+
+    # Random weights: top-1 on near-tied logits is noise (an AVX2 host's int8 kernels flip some), so
+    # the `cpu` profile judged by cosine only; what is tested is the fallback.
+    profile = random_weights_profile(tmp_path)
+    manifest = convert(model, profile, calibration=_calibration(model), output=tmp_path / "out", formats=["onnx"])
     artifact = _by_cell(manifest)[("cpu", "onnx")]
     assert artifact.passed, (manifest.errors, artifact.verification)
     assert any("skip_symbolic_shape=True" in note for note in artifact.notes)

@@ -135,7 +135,15 @@ def test_integer_io_numbers_are_exactly_the_graphs(make, tiny_calibration):
     int_path, int_io = make("int8-full", input_dtype="int8", output_dtype="int8")
     (expected,) = run(float_path, float_io, tiny_calibration)
     (got,) = run(int_path, int_io, tiny_calibration)
-    assert np.abs(got - expected).max() <= int_io.outputs[0].quantization.scale * 1.001  # within one step
+    # Within one step where the CPU has VNNI (or is not x86). Without it onnxruntime's int8 GEMM
+    # saturates its 16-bit partial sums (vpmaddubsw), and the two graphs take different kernels
+    # around the I/O: 3 steps seen on an AVX2-only host.
+    from edgekit.targets.hardware import cpu_facts
+
+    facts = cpu_facts()
+    vnni = facts["architecture"] not in ("x86_64", "AMD64") or any("VNNI" in f for f in facts["features"])
+    steps = 1 if vnni else 4
+    assert np.abs(got - expected).max() <= int_io.outputs[0].quantization.scale * steps * 1.001
 
 
 def test_integer_io_conflicts_are_errors(make):

@@ -69,9 +69,12 @@ def test_npu_artifacts_have_batch_one_run_and_verify(npu_artifacts, tiny_source,
     samples = Dataset({"image": np.random.default_rng(1).random((8, 8, 8, 1), dtype=np.float32)})
     notes: list[str] = []
     backend = open_backend(path, NPU.formats[fmt], notes)
+    # The tiny CNN has random weights: its logits are near-tied, and top-1 on 8 random inputs is
+    # noise (an AVX2-only host's int8 kernels flipped 2 of 8 in ONNX Runtime); judged by cosine.
+    tolerance = NPU.tolerance_for(fmt).model_copy(update={"min_top1_agreement": None, "max_accuracy_drop": None})
     try:
         result = verify(backend, converted.inputs, converted.outputs, samples,
-                        reference_outputs(tiny_source.run, samples), NPU.tolerance_for(fmt))
+                        reference_outputs(tiny_source.run, samples), tolerance)
     finally:
         backend.close()
     assert result.passed, result.failures
