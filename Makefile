@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test perf perf-int8 zoo clean
+.PHONY: demo test test-slow perf perf-int8 zoo clean
 
 # A changed pyproject.toml gets a fresh environment: upgrading one in place can send pip's
 # resolver past its depth limit (seen when pydantic was pinned down for litert-torch).
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m edgekit.demo --output demo-out
 
+# Two workers, each running whole test files (tests/conftest.py groups them): most of the suite
+# waits on child processes, servers and timeouts, so a second file fills the idle core.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+# Tests too slow for every CI run (MobileNetV2 at 224x224 in every format): about 3-6 min.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 # One pytest process per runtime for latency: runtimes slow each other down inside one process.
 perf: $(STAMP)

@@ -530,6 +530,7 @@ def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, qu
             quant_format=q.QuantFormat.QDQ, per_channel=recipe.per_channel,
             activation_type=activation_type, weight_type=weight_type,
             calibrate_method=method, nodes_to_exclude=exclude, calibration_cache_path=cache,
+            reduce_range=recipe.reduce_range,
         )
         return
     # int8-full and int16x8: ORT's "quantize the entire model" config (every op type
@@ -546,7 +547,7 @@ def _quantize_static(q: Any, job: ConvertJob, recipe: Recipe, prepared: Path, qu
         calibrate_method=config.calibrate_method, quant_format=config.quant_format,
         activation_type=config.activation_type, weight_type=config.weight_type,
         op_types_to_quantize=config.op_types_to_quantize, nodes_to_quantize=config.nodes_to_quantize,
-        nodes_to_exclude=config.nodes_to_exclude, per_channel=config.per_channel, reduce_range=config.reduce_range,
+        nodes_to_exclude=config.nodes_to_exclude, per_channel=config.per_channel, reduce_range=recipe.reduce_range or config.reduce_range,
         use_external_data_format=config.use_external_data_format,
         calibration_providers=config.calibration_providers, extra_options=config.extra_options,
         calibration_cache_path=cache,

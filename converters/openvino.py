@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -356,9 +357,15 @@ def _nncf_options(recipe: Recipe, notes: list[str]) -> dict[str, Any]:
         notes.append(
             f"weight_type {recipe.weight_type.value} not applied: NNCF quantizes OpenVINO weights to signed int8"
         )
+    overflow = {}
+    if recipe.reduce_range:
+        from nncf.quantization.advanced_parameters import OverflowFix
+
+        overflow["overflow_fix"] = OverflowFix.ENABLE  # 7-bit weights in every layer, not the first only
     advanced = AdvancedQuantizationParameters(
         activations_range_estimator_params=estimators[recipe.calibration],
         weights_quantization_params=QuantizationParameters(per_channel=recipe.per_channel),
+        **overflow,
     )
     # IgnoredScope checks that every name exists, and says which do not.
     ignored = nncf.IgnoredScope(names=list(recipe.float_nodes)) if recipe.float_nodes else None
@@ -451,7 +458,10 @@ def _nncf_warnings_to(notes: list[str]) -> Iterator[None]:
         try:
             yield
         finally:
-            notes.extend(f"NNCF: {message}" for message in messages)
+            # NNCF repeats a fallback once per tensor it applies to: one note each, with the count.
+            counts = Counter(messages)
+            notes.extend(f"NNCF: {message}" + (f" (x{counts[message]})" if counts[message] > 1 else "")
+                         for message in counts)
 
 
 @contextmanager

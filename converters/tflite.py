@@ -207,6 +207,8 @@ def _configure(tf: Any, converter: Any, job: ConvertJob) -> list[str]:
         notes.append(
             f"TFLite quantizes weights to int8 only: int8 was used, not weight_type {recipe.weight_type.value}."
         )
+    if recipe.reduce_range:
+        notes.append("reduce_range not applied: the TFLite converter has no 7-bit weight option")
     if precision is Precision.INT8_DYNAMIC:
         return notes
 

@@ -113,6 +113,8 @@ def _quantize(job: ConvertJob, fp32: Path, notes: list[str]) -> None:
         tool = quantizer.Quantizer(str(fp32), recipe)
         if not job.recipe.per_channel:
             notes.append("ai-edge-quantizer's static int8 recipe quantizes weights per channel; per_channel=false ignored")
+        if job.recipe.reduce_range:
+            notes.append("reduce_range not applied: ai-edge-quantizer has no 7-bit weight option")
         if precision is Precision.INT8_FULL:
             notes.append("int8-full on a PyTorch source is ai-edge-quantizer static_wi8_ai8 (every supported op)")
     try:

@@ -22,6 +22,15 @@ RUNTIME_DISTRIBUTIONS = ("ai-edge-litert", "tflite-runtime", "tensorflow", "tens
                          "onnxruntime-gpu", "openvino", "nncf", "onnx", "tf2onnx")
 
 
+def int8_pairs_saturate() -> bool:
+    """Whether this host's int8 CPU kernels can saturate: x86 without VNNI, where uint8 x int8
+    products are summed in pairs into int16 (vpmaddubsw) before they reach int32."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    flags = set(_cpuinfo().get("flags", "").split())
+    return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def cpu_facts() -> dict[str, Any]:
     info = _cpuinfo()
     flags = set(info.get("flags", info.get("Features", "")).split())

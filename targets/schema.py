@@ -143,6 +143,11 @@ class Recipe(_Strict):
     nncf_preset: NNCFPreset | None = None  # None: from the model (or by activation_type)
     nncf_model_type: NNCFModelType | None = None
     bias_correction: BiasCorrection | None = None
+    # int8 weights in 7 bits. x86 CPUs without VNNI (AVX2, AVX-512F alone) multiply uint8 by int8
+    # with vpmaddubsw, which sums each pair of products into int16 and saturates; 7-bit weights
+    # cannot overflow it. onnxruntime's reduce_range, NNCF's OverflowFix.ENABLE; TFLite has none.
+    # It costs weight precision where VNNI is present, so repair tries it only on such hosts.
+    reduce_range: bool = False
 
     @model_validator(mode="after")
     def _float_nodes_need_quantized_activations(self) -> Recipe:

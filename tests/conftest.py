@@ -10,6 +10,16 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), each test file runs whole on one
+    worker: its module fixtures (a Ray cluster, an sshd, a trained model) are built once, and the
+    servers of one file never meet those of another. Most of the suite waits on child processes,
+    servers and timeouts (test_cluster.py: 200 CPU-s in 343 s wall on 2 cores), so two files at
+    once fill the idle core."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session")
 def tiny_keras_path(tmp_path_factory) -> Path:
     """A small CNN (8x8x1 -> 10 logits) saved as .keras; weights seeded, not trained."""
@@ -49,23 +59,52 @@ def tiny_exports(tiny_source, tmp_path_factory):
     return Exports(tiny_source, tmp_path_factory.mktemp("exports"))
 
 
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder `build(folder)` fills once per test run, shared by the pytest-xdist workers: the
+    first worker builds it under a file lock, the others wait and read it (the xdist docs' recipe)."""
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent  # shared by every worker of this run
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def digits_example(tmp_path_factory) -> dict[str, Path]:
     """The bundled example: a CNN trained on scikit-learn's digits, with calib.npz and eval.npz."""
+    import json
+
     from edgekit.demo import train_digits
 
-    return train_digits(tmp_path_factory.mktemp("digits"), epochs=30)
+    def build(folder: Path) -> None:
+        paths = train_digits(folder, epochs=30)
+        (folder / "paths.json").write_text(json.dumps({key: str(value) for key, value in paths.items()}))
+
+    folder = _built_once(tmp_path_factory, "digits", build)
+    return {key: Path(value) for key, value in json.loads((folder / "paths.json").read_text()).items()}
 
 
 @pytest.fixture(scope="session")
 def digits_dist(digits_example, tmp_path_factory) -> dict:
     """The digits model converted for cpu, gpu, npu and cpu-fp32 in every format (12 artifacts)."""
     from edgekit import convert
+    from edgekit.manifest import Manifest
 
-    out = tmp_path_factory.mktemp("dist")
-    targets = ["cpu", "gpu", "npu", "cpu-fp32"]
-    manifest = convert(digits_example["model"], targets, calibration=digits_example["calibration"], output=out)
-    return {"manifest": manifest, "dir": out}
+    def build(folder: Path) -> None:
+        targets = ["cpu", "gpu", "npu", "cpu-fp32"]
+        convert(digits_example["model"], targets, calibration=digits_example["calibration"], output=folder)
+
+    out = _built_once(tmp_path_factory, "dist", build)
+    return {"manifest": Manifest.read(out / "manifest.json"), "dir": out}
 
 
 class CliResult:

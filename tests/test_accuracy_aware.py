@@ -219,3 +219,56 @@ def test_convert_cli_accuracy_aware_bad_input(cli, outlier_files, tmp_path):
     one_line_exit_2(cli(*base, "--accuracy-aware", "--max-accuracy-drop", "0.01"), "needs evaluation data", "--evaluation")
     fp32 = ["convert", outlier_files["model"], "-t", "cpu-fp32", "-f", "onnx", "-o", tmp_path]
     one_line_exit_2(cli(*fp32, "--accuracy-aware", "--evaluation", outlier_files["evaluation"]), "no int8-static or int8-full recipe")
+
+
+@pytest.mark.parametrize("fmt", [Format.ONNX, Format.OPENVINO], ids=lambda f: f.value)
+def test_reduce_range_keeps_int8_weights_within_64(fmt, outlier_source, digits, exports, cpu, tmp_path):
+    """reduce_range -> onnxruntime's reduce_range and NNCF's OverflowFix.ENABLE: no weight beyond +-64, so a
+    pair of uint8 x int8 products (2 x 255 x 64 = 32640) fits the int16 that non-VNNI kernels sum it in."""
+    recipe = cpu.formats[fmt]
+    widths = {}
+    for seven_bit in (False, True):
+        output = tmp_path / f"{seven_bit}{'.onnx' if fmt is Format.ONNX else '.xml'}"
+        job = ConvertJob(outlier_source, "cpu", fmt, recipe.model_copy(update={"reduce_range": seven_bit}),
+                         digits["calibration"], exports, output)
+        converter_for(fmt, outlier_source.format)(job)
+        widths[seven_bit] = _int8_weight_extremes(fmt, output)
+    assert widths[False][0] < -64 or widths[False][1] > 64  # 8-bit weights use the full range
+    assert widths[True][0] >= -64 and widths[True][1] <= 64, widths
+
+
+def _int8_weight_extremes(fmt: Format, path) -> tuple[int, int]:
+    """(min, max) over the artifact's int8 weight constants."""
+    if fmt is Format.ONNX:
+        import onnx
+        from onnx import numpy_helper
+
+        arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+                  if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1]
+    else:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        arrays = [op.get_data() for op in model.get_ops()
+                  if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8 and op.get_data().ndim > 1]
+    assert arrays, "no int8 weights found"
+    return min(int(a.min()) for a in arrays), max(int(a.max()) for a in arrays)
+
+
+@pytest.mark.parametrize("saturates", [True, False], ids=["without-vnni", "with-vnni"])
+def test_seven_bit_and_uint8_weights_are_tried_only_where_int8_saturates(
+    saturates, monkeypatch, outlier_source, digits, exports, cpu, tmp_path
+):
+    """x86 without VNNI sums uint8 x int8 pairs into int16: the search tries the two weight recipes that
+    cannot saturate there, before calibration changes; elsewhere they would only cost precision."""
+    monkeypatch.setattr("edgekit.targets.hardware.int8_pairs_saturate", lambda: saturates)
+    unreachable = AccuracyAware(min_cosine=0.9999999)  # every recipe change is tried
+    result = search(outlier_source, "cpu", Format.ONNX, cpu.formats[Format.ONNX], digits["calibration"],
+                    digits["evaluation"], unreachable, exports, tmp_path, float_layers=False)
+    changes = [trial.changes for trial in result.trials]
+    fixes = [{"reduce_range": True}, {"weight_type": "uint8"}]
+    if saturates:
+        assert changes[1:3] == fixes, changes
+        assert "no VNNI" in result.trials[1].description
+    else:
+        assert not any(change in changes for change in fixes), changes

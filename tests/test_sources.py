@@ -58,6 +58,7 @@ def test_saved_model_source_converts_for_npu(digits_example, tmp_path):
     assert all(spec.dtype == "int8" for a in manifest.artifacts for spec in a.inputs + a.outputs)
 
 
+@pytest.mark.slow  # 3-6 min on a 2-core host: `make test-slow`; the zoo's fast subset keeps trained models in `make test`
 def test_mobilenet_v2_converts_for_cpu_in_every_format(tmp_path):
     """Keras MobileNetV2 (224x224, weights=None) -> static int8 TFLite, ONNX and OpenVINO, verified."""
     script = "from pathlib import Path; from tests.models import build_mobilenet; import sys; build_mobilenet(Path(sys.argv[1]), calibration=32)"
