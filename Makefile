@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m edgekit.demo --output demo-out
 
-# Two workers, each running whole test files (tests/conftest.py groups them): a file that waits
-# on servers and timeouts leaves a core to the other (about 15 % off the suite on 2 cores).
+# One process: on two xdist workers (-n 2 --dist loadgroup; tests/conftest.py groups by file) the
+# suite ran 15 % faster but 3 tests (test_serve, test_isolation -v) failed in one of two CI runs.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q
 
 # Tests too slow for every CI run (MobileNetV2 at 224x224 in every format): about 3-6 min.
 test-slow: $(STAMP)
