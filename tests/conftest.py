@@ -143,7 +143,11 @@ def interrupt_after_first_artifact(command: list[str]) -> None:
     import signal
     import subprocess
 
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. Started from a shell's
+    # background job (`make test &`), SIGINT is inherited as ignored and Python then keeps it ignored,
+    # as a nohup'd program should: the child would run to the end and exit 0.
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stderr:  # wait until conversions are under way
         if line.startswith("ok "):
             break
