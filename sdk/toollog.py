@@ -106,19 +106,39 @@ def popen_logged(command: list[str], log: Path, *, tee: bool, env: dict[str, str
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                env=env, start_new_session=new_session)
     terminal = console()
+    # The child's bytes go to the terminal's fd in one write each, not through the text stream the
+    # main thread prints edgekit's lines on: two threads writing one TextIOWrapper can lose lines,
+    # and the capture that made that stream may close it while the child still prints.
+    terminal_fd = _dup_fd(terminal)
 
     def copy() -> None:
-        with handle:
-            for chunk in iter(lambda: process.stdout.read1(65536), b""):
-                handle.write(chunk)
-                handle.flush()
-                with contextlib.suppress(Exception):
-                    terminal.write(chunk.decode(errors="replace"))
-                    terminal.flush()
+        try:
+            with handle:
+                for chunk in iter(lambda: process.stdout.read1(65536), b""):
+                    handle.write(chunk)
+                    handle.flush()
+                    with contextlib.suppress(Exception):
+                        if terminal_fd is not None:
+                            os.write(terminal_fd, chunk)
+                        else:  # a Python-level stream (a test runner's buffer)
+                            terminal.write(chunk.decode(errors="replace"))
+                            terminal.flush()
+        finally:
+            if terminal_fd is not None:
+                os.close(terminal_fd)
 
     copier = threading.Thread(target=copy, daemon=True)
     copier.start()
     return process, copier
+
+
+def _dup_fd(stream) -> int | None:
+    """A descriptor of its own onto `stream`'s file, flushed first; None for a stream without one."""
+    try:
+        stream.flush()
+        return os.dup(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def tail(path: Path, lines: int = 40) -> list[str]:

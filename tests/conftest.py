@@ -13,9 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), each test file runs whole on one
     worker: its module fixtures (a Ray cluster, an sshd, a trained model) are built once, and the
-    servers of one file never meet those of another. Files like test_cluster.py mostly wait
-    (200 CPU-s in 343 s wall on 2 cores); the conversions do not, so the whole suite gains about
-    15 % (2290 s -> 1954 s on a 2-core host, 89 % of both cores busy)."""
+    servers of one file never meet those of another. One process keeps 1.2 of 2 cores busy (it
+    waits on servers, clusters and conversion children): 1498 s in one process, 891 s on two
+    workers (2026-12-02, a 2-core host with VNNI); on an AVX2-only host whose conversions kept both
+    cores busy the gain was 15 % (2290 s -> 1954 s)."""
     for item in items:
         item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 

@@ -154,6 +154,9 @@ def test_drift_shows_in_metrics_and_a_warning(npu_server, digits_example):
     server, client = npu_server
     images = eval_images(digits_example, 4) * 3.0 + 2.0  # calibrated on [0, 1]: every value is outside
     assert client.post("/v1/models/digits:predict", json={"instances": images.tolist()}).status_code == 200
+    # One request of each error kind the metrics must count, whichever tests ran before.
+    assert client.post("/v1/models/digits:predict", json={"instances": [[1.0, 2.0]]}).status_code == 400
+    assert client.post("/v1/models/nope:predict", json={"instances": [ONE]}).status_code == 404
     metrics = client.get("/metrics").text
     ratio = float(_metric(metrics, 'edgekit_input_drift_ratio{input="image",model="digits",version="1"}'))
     assert ratio > 0.01
@@ -321,6 +324,7 @@ def test_rollout_and_rollback_under_load_lose_no_request(published, digits_examp
 
 def test_policy_all_serves_every_version(published, tmp_path):
     store = published["store"]
+    publish(store / "digits" / "1", store)  # two good versions at least, whichever tests ran before
     versions = list(discover(store)[0].versions())
     server = Server([store, "--policy", "all", "--poll", "0"], tmp_path / "server.log")
     try:
