@@ -137,7 +137,7 @@ def _dup_fd(stream) -> int | None:
     try:
         stream.flush()
         return os.dup(stream.fileno())
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
         return None
 
 
