@@ -76,6 +76,13 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """What actually ran: package and version, device or providers used, precision."""
 
+    # What runtime_latency_ns() reads, for the report; None where the runtime keeps no timer.
+    runtime_timer: str | None = None
+
+    def runtime_latency_ns(self) -> int | None:
+        """The last infer() as the runtime timed it inside itself, where it does (see runtime_timer)."""
+        return None
+
     def close(self) -> None:
         """Release the runtime's resources."""
 

@@ -110,7 +110,10 @@ class Measurement:
     size_mb: float | None = None
     load_ms: float | None = None
     first_inference_ms: float | None = None
-    latency: LatencyStats | None = None
+    latency: LatencyStats | None = None  # a clock around each call: what an application sees
+    # The same inferences timed inside the runtime, where it keeps a timer (backend["runtime_timer"]):
+    # the figure the runtime's own tool reports, without the cost of the call from Python.
+    runtime_latency: LatencyStats | None = None
     peak_memory_mb: float | None = None  # peak RSS of the worker process
     model_memory_mb: float | None = None  # RSS added by loading the model
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy, f1, roc_auc, mae, ...

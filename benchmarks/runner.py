@@ -410,6 +410,8 @@ def _measure(item: _Item, settings: Settings, data_file, source_inputs, scratch:
         setattr(measurement, key, outcome.get(key))
     if outcome.get("latency"):
         measurement.latency = LatencyStats(**outcome["latency"])
+    if outcome.get("runtime_latency"):
+        measurement.runtime_latency = LatencyStats(**outcome["runtime_latency"])
     return measurement
 
 

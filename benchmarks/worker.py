@@ -80,8 +80,14 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         result["load_ms"] = load_ns / 1e6
         result["first_inference_ms"] = first_ns / 1e6
         result["model_memory_mb"] = model_rss / 2**20
-        timings = timed_loop(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"])
+        timer = backend.runtime_latency_ns if backend.runtime_timer else None
+        runtime_timings: list[int] = []
+        timings = timed_loop(backend.infer, first, job["warmup"], job["min_runs"], job["min_time"], job["max_time"],
+                             runtime_clock=timer, runtime_timings=runtime_timings)
         result["latency"] = LatencyStats.from_ns(timings, batch, raw=job.get("raw_samples", False)).__dict__
+        if runtime_timings:
+            result["runtime_latency"] = LatencyStats.from_ns(runtime_timings, batch).__dict__
+            result["backend"]["runtime_timer"] = backend.runtime_timer
 
     if data is not None:
         samples = len(data[source_names[0]])

@@ -145,9 +145,10 @@ def _measurement(data: dict[str, Any]):
     from edgekit.benchmarks.measurement import LatencyStats, Measurement
 
     fields = {k: v for k, v in data.items() if k != "accuracy_drop"}  # derived, not stored
-    latency = fields.pop("latency", None)
+    latency, runtime_latency = fields.pop("latency", None), fields.pop("runtime_latency", None)
     measurement = Measurement(**fields)
     measurement.latency = LatencyStats(**latency) if latency else None
+    measurement.runtime_latency = LatencyStats(**runtime_latency) if runtime_latency else None
     return measurement
 
 

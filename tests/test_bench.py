@@ -78,6 +78,21 @@ def test_backend_reports_what_actually_ran(bench_run):
     assert by_name["cpu-fp32/openvino"]["backend"]["inference_precision"] in ("f32", "<Type: 'float32'>")
 
 
+def test_openvino_also_reports_the_latency_its_own_timer_read(bench_run):
+    """benchmark_app reports InferRequest.latency; edgekit reports it beside its own clock, same runs."""
+    _, out = bench_run
+    report = json.loads((out / "r.json").read_text())
+    by_name = {r["measurement"]["name"]: r["measurement"] for r in report["results"]}
+    for name in ("cpu/openvino", "cpu-fp32/openvino"):
+        m = by_name[name]
+        wall, runtime = m["latency"], m["runtime_latency"]
+        assert runtime["runs"] == wall["runs"] and "InferRequest.latency" in m["backend"]["runtime_timer"]
+        # the runtime's timer sits inside the call the wall clock brackets
+        assert 0 < runtime["min_ms"] <= wall["min_ms"] and runtime["p50_ms"] <= wall["p50_ms"], (wall, runtime)
+    for name in ("cpu/tflite", "cpu/onnx", "cpu-fp32/tflite", "cpu-fp32/onnx"):  # no timer of their own
+        assert by_name[name]["runtime_latency"] is None and "runtime_timer" not in by_name[name]["backend"]
+
+
 def test_tight_budget_fails_with_junit(cli, digits_dist, digits_example, tmp_path):
     junit = tmp_path / "junit.xml"
     result = cli("bench", digits_dist["dir"] / "manifest.json", "--data", digits_example["evaluation"], *FAST,

@@ -161,6 +161,8 @@ def _measure(transport, device, context, item, measurement, settings, dataset, s
         measurement.latency = LatencyStats.from_ns(outcome["timings_ns"], settings.batch, raw=settings.raw_samples)
     elif outcome.get("latency"):
         measurement.latency = LatencyStats(**outcome["latency"])
+    if outcome.get("runtime_timings_ns"):
+        measurement.runtime_latency = LatencyStats.from_ns(outcome["runtime_timings_ns"], settings.batch)
     if outcome.get("compatibility"):
         measurement.compatibility = outcome["compatibility"]
 
