@@ -297,9 +297,21 @@ def targets(
     if as_json:
         print(json.dumps([entry["profile"] for entry in listing], indent=2))
         return
-    from edgekit.display import target_table
+    from edgekit.rendercache import print_cached
 
-    target_table([entry["row"] for entry in listing])
+    rows = [entry["row"] for entry in listing]
+
+    def render() -> str:
+        from edgekit.display import target_table
+        from edgekit.terminal import rich_console
+
+        console = rich_console()
+        with console.capture() as captured:
+            target_table(rows, console)
+        return captured.get()
+
+    # The same rows on the same terminal are the same text: rendered once, then read back without rich.
+    print_cached("targets-table", json.dumps(rows), ["edgekit.display", "edgekit.terminal"], render)
 
 
 @app.command()
@@ -460,7 +472,33 @@ def main() -> None:
         from typer.completion import completion_init
 
         completion_init()
-    app()
+        app()
+        return
+    only = _invoked(sys.argv[1:])
+    if only is None:
+        app()
+        return
+    # Typer turns every registered command's signature into click parameters on each call (~50 ms
+    # of type-hint evaluation for 13 commands); a call that names its command needs that one only,
+    # as with click's lazily loaded subcommands. get_group keeps the group a typer app with one
+    # command would otherwise collapse into that command.
+    commands, groups = only
+    app.registered_commands[:], app.registered_groups[:] = commands, groups
+    typer.main.get_group(app)()
+
+
+def _invoked(argv: list[str]):
+    """The registered command or group that argv[0] names, as ([command], [group]); None when it
+    names none (no command, an option, a typo: the full app answers, with its suggestions)."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    for info in app.registered_commands:
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == argv[0]:
+            return [info], []
+    for info in app.registered_groups:
+        if info.name == argv[0]:
+            return [], [info]
+    return None
 
 
 if __name__ == "__main__":

@@ -100,3 +100,16 @@ def test_a_closed_pipe_ends_quietly():
                             text=True, timeout=120)
     os.close(write)
     assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
+def test_targets_table_is_rendered_once_per_terminal_setting(tmp_path):
+    """The second `edgekit targets` prints the same bytes from the cache, without importing rich;
+    another width renders afresh (sdk/rendercache.py)."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "120"}
+    first, packages = _packages(["targets"], env)
+    assert "rich" in packages
+    second, packages = _packages(["targets"], env)
+    assert second == first and "rich" not in packages, sorted(packages)
+    narrow, _ = _packages(["targets"], {**env, "COLUMNS": "70"})
+    assert max(map(len, narrow.splitlines())) <= 70 < max(map(len, first.splitlines()))
+    assert len(list((tmp_path / "edgekit").glob("targets-table-*.txt"))) == 2
