@@ -249,12 +249,35 @@ def _float_nodes(recipe: Recipe) -> list[str]:
     return list(recipe.float_nodes)
 
 
-def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: int = 32) -> tuple[Any, _Graph]:
+# The last QuantizationDebugger this process built, by what its calibrated model depends on. A
+# repair asks for the per-layer ranking and then for several sets of float layers over one recipe
+# and one calibration set: TF's documented route is one debugger whose `options` are set again
+# (QuantizationDebugger.options re-quantizes its calibrated model), not a new float conversion and
+# calibration per candidate. Same calibrated model, same mlir_quantize call: the same bytes.
+_DEBUGGER: dict[tuple, tuple[Any, "_Graph"]] = {}
+
+
+def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: int = 32,
+              notes: list[str] | None = None) -> tuple[Any, _Graph]:
     """TFLite's QuantizationDebugger over a configured converter, and the calibrated model's graph.
 
-    The debugger calibrates once, then can measure each op's quantization error or quantize
-    with some nodes left in float.
+    The debugger calibrates once (reusing this process's calibration of the same float graph on the
+    same data, tflite_calibration.py), then measures each op's quantization error or quantizes with
+    some nodes left in float; a later call for the same source, recipe and data sets its options.
     """
+    from edgekit.converters.tflite_calibration import data_digest, reused_calibration
+
+    # saved_model_dir tells the plain, batch-1 and unrolled exports apart (a concrete function's
+    # converter has none: its static_batch is in the recipe).
+    key = (job.source.sha256, str(getattr(converter, "saved_model_dir", "")),
+           job.recipe.model_copy(update={"float_nodes": ()}).model_dump_json(), data_digest(job.calibration), samples)
+    if key in _DEBUGGER:
+        debugger, graph = _DEBUGGER[key]
+        debugger.options = options
+        if notes is not None:
+            notes.append("calibration reused from the repair's earlier candidates (one QuantizationDebugger, "
+                         "options set again); only the quantization step ran")
+        return debugger, graph
     representative = _representative(job)
     order: list[str] = []  # source input names in the interpreter's input order, known after calibration
 
@@ -262,11 +285,14 @@ def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: i
         for sample in itertools.islice(representative(), samples):
             yield [sample[name] for name in order]
 
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=debug_dataset, debug_options=options
-    )
+    with reused_calibration(job.calibration, notes if notes is not None else [], f"{job.target}/tflite"):
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=debug_dataset, debug_options=options
+        )
     graph = _graph(debugger.calibrated_model)
     order += graph.inputs
+    _DEBUGGER.clear()  # one source and recipe at a time: the last one is the one a repair reuses
+    _DEBUGGER[key] = (debugger, graph)
     return debugger, graph
 
 
@@ -274,7 +300,7 @@ def _with_float_nodes(tf: Any, converter: Any, job: ConvertJob, names: list[str]
     """The quantized model with `names` (op output tensors) left in float, via QuantizationDebugger's
     denylisted_nodes: TFLiteConverter itself has no switch for it."""
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
-    debugger, graph = _debugger(tf, converter, job, options)
+    debugger, graph = _debugger(tf, converter, job, options, notes=notes)
     unknown = [name for name in names if name not in graph.consumers]
     if unknown:
         raise ConversionError(

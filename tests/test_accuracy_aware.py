@@ -272,3 +272,25 @@ def test_seven_bit_and_uint8_weights_are_tried_only_where_int8_saturates(
         assert "no VNNI" in result.trials[1].description
     else:
         assert not any(change in changes for change in fixes), changes
+
+
+def test_tflite_float_layer_candidates_reuse_one_calibration_and_match_a_fresh_one(outlier_source, digits, exports, cpu,
+                                                                                   tmp_path):
+    """A repair ranks layers and then converts candidates over one QuantizationDebugger (its options set
+    again, no new float conversion or calibration): the bytes are those of a fresh debugger."""
+    from edgekit.converters import tflite
+
+    base = cpu.formats[Format.TFLITE]
+
+    def job(recipe, name):
+        return ConvertJob(outlier_source, "cpu", Format.TFLITE, recipe, digits["calibration"], exports, tmp_path / name)
+
+    tflite._DEBUGGER.clear()
+    ranking = sorted(tflite.layer_errors(job(base, "rank.tflite"), relative_error), key=lambda layer: -layer.error)
+    recipe = base.model_copy(update={"float_nodes": ranking[0].nodes})
+    reused = converter_for(Format.TFLITE)(job(recipe, "reused.tflite"))
+    assert any("calibration reused from the repair's earlier candidates" in note for note in reused.notes)
+    tflite._DEBUGGER.clear()
+    fresh = converter_for(Format.TFLITE)(job(recipe, "fresh.tflite"))
+    assert not any("earlier candidates" in note for note in fresh.notes)
+    assert (tmp_path / "reused.tflite").read_bytes() == (tmp_path / "fresh.tflite").read_bytes()

@@ -52,6 +52,8 @@ def test_a_collapse_is_repaired_without_labels(fmt, outlier, tmp_path):
     assert len(repair["trials"]) >= 2 and repair["trials"][0]["passed"] is False
     assert repair["seconds"] > 0 and repair["line"].startswith("repaired: kept")
     assert repair["before"] == broken.verification.failures
+    if fmt is Format.TFLITE:  # the ranking's calibrated model served the float-layer candidate too
+        assert any("calibration reused from the repair's earlier candidates" in note for note in artifact.notes)
     # The manifest on disk says the same, and only the repaired artifact was published.
     entry = json.loads((tmp_path / "repaired" / "manifest.json").read_text())["artifacts"][0]
     assert entry["repair"]["float_nodes"] == repair["float_nodes"]
