@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# setuptools' editable install of a mapped layout (sdk/ -> edgekit) always emits an informational
+# "Editable installation." warning, which pip prints even with --quiet; nothing in it needs acting on.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: demo test test-serial test-slow perf perf-int8 zoo clean
 
@@ -11,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 demo: $(STAMP)
@@ -46,7 +49,7 @@ perf: $(STAMP)
 # About 80-100 min on a shared 2-core host (82 min measured 2026-12-02 for 21 architectures, before the
 # 3 PyTorch rows); not part of `make test` (which runs a two-model subset).
 zoo: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,torch]'
+	$(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test,torch]'
 	nice -n 5 $(PY) -m tests.zoo.coverage all
 
 # int8 on trained MobileNetV3/EfficientNet/Transformer/MobileNetV2 (trains each on digits first; long).
