@@ -239,7 +239,8 @@ class _Search:
     notes: list[str] = field(default_factory=lambda: [LATENCY_NOTE])
 
     def job(self, recipe: Recipe, output: Path) -> ConvertJob:
-        return ConvertJob(self.source, self.target_name, self.fmt, recipe, self.calibration, self.exports, output)
+        return ConvertJob(self.source, self.target_name, self.fmt, recipe, self.calibration, self.exports, output,
+                          candidate=True)
 
     def say(self, message: str) -> None:
         self.progress.info(f"search {self.target_name}/{self.fmt.value}: {message}")

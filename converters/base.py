@@ -32,6 +32,9 @@ class ConvertJob:
     # Input layout of the artifact (converters/layout.py): None = the source's, unchanged.
     # `calibration` is already in this layout; `source.inputs` are in the source's.
     layout: str | None = None
+    # A search candidate: the converter may take a route that gives the same numerics in other
+    # bytes (TFLite: one QuantizationDebugger's calibrated model for every candidate).
+    candidate: bool = False
 
 
 @dataclass

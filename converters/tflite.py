@@ -47,7 +47,8 @@ def convert(job: ConvertJob) -> Converted:
     else:
         tf = require("tensorflow")
         try:
-            flatbuffer, notes = _run_converter(tf, _converter(tf, job), job)
+            converter = (_cached_converter(job) if _via_debugger(job) else None) or _converter(tf, job)
+            flatbuffer, notes = _run_converter(tf, converter, job)
         except _TensorListError as exc:
             flatbuffer, notes = _run_converter(tf, _recurrent_converter(tf, job, exc), job)
             notes.insert(0, _RECURRENT_NOTE)
@@ -105,7 +106,7 @@ def _run_converter(tf: Any, converter: Any, job: ConvertJob) -> tuple[bytes, lis
         with warnings.catch_warnings():
             # TF's calibrator builds a tf.lite.Interpreter; its deprecation warning is not the user's concern.
             warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
-            if float_nodes:
+            if float_nodes or _via_debugger(job):
                 return _with_float_nodes(tf, converter, job, float_nodes, notes), notes
             from edgekit.converters.tflite_calibration import reused_calibration
 
@@ -251,29 +252,66 @@ def _float_nodes(recipe: Recipe) -> list[str]:
 
 # The last QuantizationDebugger this process built, by what its calibrated model depends on. A
 # repair asks for the per-layer ranking and then for several sets of float layers over one recipe
-# and one calibration set: TF's documented route is one debugger whose `options` are set again
-# (QuantizationDebugger.options re-quantizes its calibrated model), not a new float conversion and
-# calibration per candidate. Same calibrated model, same mlir_quantize call: the same bytes.
+# and one calibration set: TF's documented route is one debugger whose options change, not a new
+# float conversion and calibration per candidate. Same calibrated model, same mlir_quantize call:
+# the same bytes. The recipe's static_batch tells the traced exports apart; a recurrent model's
+# batch-1 export is the one its job always falls back to.
 _DEBUGGER: dict[tuple, tuple[Any, "_Graph"]] = {}
+_FLOAT_GRAPH: dict[tuple, bytes] = {}  # the float graph the cached debugger calibrated, by (source, static_batch)
+
+
+def _debugger_key(job: ConvertJob, samples: int) -> tuple:
+    from edgekit.converters.tflite_calibration import data_digest
+
+    recipe = job.recipe.model_copy(update={"float_nodes": ()}).model_dump_json()
+    return job.source.sha256, recipe, data_digest(job.calibration), samples
+
+
+def _via_debugger(job: ConvertJob) -> bool:
+    """Whether the job quantizes through the QuantizationDebugger: it keeps float nodes, or it is a
+    search candidate of a float-I/O int8 recipe. The debugger's mlir_quantize is the converter's own
+    quantization step without its post-processing: on EfficientNetB0 the same outputs to the bit
+    and the same signature, 2.9 kB less metadata. Every candidate of one search then shares one
+    calibrated model, and the per-layer ranking reuses it."""
+    recipe = job.recipe
+    if recipe.float_nodes:
+        return recipe.precision.needs_calibration
+    # TF 2.21's converter calls mlir_quantize with fully_quantize off for int8-full too (the
+    # debugger's default): with float I/O the two routes differ only in post-processing.
+    return (job.candidate and recipe.precision in (Precision.INT8_STATIC, Precision.INT8_FULL)
+            and recipe.input_dtype is IODtype.FLOAT32 and recipe.output_dtype is IODtype.FLOAT32)
+
+
+def _cached_converter(job: ConvertJob, samples: int = 32) -> Any | None:
+    """The converter of this process's debugger for the job's source, recipe and data: a candidate
+    or the ranking then skips loading the SavedModel again (~3-4 s on EfficientNetB0)."""
+    if job.calibration is None:
+        return None
+    cached = _DEBUGGER.get(_debugger_key(job, samples))
+    return cached[0].converter if cached else None
 
 
 def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: int = 32,
-              notes: list[str] | None = None) -> tuple[Any, _Graph]:
+              notes: list[str] | None = None, instrumented: bool = True) -> tuple[Any, _Graph]:
     """TFLite's QuantizationDebugger over a configured converter, and the calibrated model's graph.
 
     The debugger calibrates once (reusing this process's calibration of the same float graph on the
     same data, tflite_calibration.py), then measures each op's quantization error or quantizes with
     some nodes left in float; a later call for the same source, recipe and data sets its options.
+    `instrumented=False`: the caller wants only get_nondebug_quantized_model().
     """
-    from edgekit.converters.tflite_calibration import data_digest, reused_calibration
+    from edgekit.converters.tflite_calibration import last_float_model, reused_calibration
 
-    # saved_model_dir tells the plain, batch-1 and unrolled exports apart (a concrete function's
-    # converter has none: its static_batch is in the recipe).
-    key = (job.source.sha256, str(getattr(converter, "saved_model_dir", "")),
-           job.recipe.model_copy(update={"float_nodes": ()}).model_dump_json(), data_digest(job.calibration), samples)
+    key = _debugger_key(job, samples)
     if key in _DEBUGGER:
         debugger, graph = _DEBUGGER[key]
-        debugger.options = options
+        if instrumented:
+            debugger.options = options
+        else:
+            # The public setter also rebuilds the instrumented (NumericVerify) model and its
+            # interpreter, ~1 s on EfficientNetB0 that a candidate never uses;
+            # get_nondebug_quantized_model reads only these options and the calibrated model.
+            debugger._debug_options = options
         if notes is not None:
             notes.append("calibration reused from the repair's earlier candidates (one QuantizationDebugger, "
                          "options set again); only the quantization step ran")
@@ -293,21 +331,44 @@ def _debugger(tf: Any, converter: Any, job: ConvertJob, options: Any, samples: i
     order += graph.inputs
     _DEBUGGER.clear()  # one source and recipe at a time: the last one is the one a repair reuses
     _DEBUGGER[key] = (debugger, graph)
+    _FLOAT_GRAPH.clear()
+    float_graph = last_float_model()
+    if float_graph is not None:
+        _FLOAT_GRAPH[(job.source.sha256, job.recipe.static_batch)] = float_graph
     return debugger, graph
+
+
+def float_reference(job: ConvertJob) -> Converted | None:
+    """The float graph this process's QuantizationDebugger calibrated for job's source, written to
+    job.output: the fp32 conversion op for op (tflite_calibration.last_float_model), so a repair
+    times it as its fp32 reference without converting again. None when no debugger ran."""
+    float_graph = _FLOAT_GRAPH.get((job.source.sha256, job.recipe.static_batch))
+    if float_graph is None:
+        return None
+    job.output.write_bytes(float_graph)
+    with TFLiteBackend(job.output) as backend:
+        inputs = _in_source_order(backend.inputs(), job.source.inputs, "input")
+        outputs = _in_source_order(backend.outputs(), job.source.outputs, "output")
+    return Converted(inputs, outputs, notes=[
+        "fp32 reference: the float graph TFLiteConverter calibrated for the repair (the fp32 conversion op for op), "
+        "not converted again"])
 
 
 def _with_float_nodes(tf: Any, converter: Any, job: ConvertJob, names: list[str], notes: list[str]) -> bytes:
     """The quantized model with `names` (op output tensors) left in float, via QuantizationDebugger's
     denylisted_nodes: TFLiteConverter itself has no switch for it."""
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
-    debugger, graph = _debugger(tf, converter, job, options, notes=notes)
+    debugger, graph = _debugger(tf, converter, job, options, notes=notes, instrumented=False)
     unknown = [name for name in names if name not in graph.consumers]
     if unknown:
         raise ConversionError(
             f"float_nodes {', '.join(map(repr, unknown))} are not op outputs of the TFLite model"
             f"{did_you_mean(unknown[0], graph.consumers)}"
         )
-    notes.append(f"kept in float ({len(names)} op(s), QuantizationDebugger denylisted_nodes): {', '.join(names)}")
+    if names:
+        notes.append(f"kept in float ({len(names)} op(s), QuantizationDebugger denylisted_nodes): {', '.join(names)}")
+    else:
+        notes.append("quantized through TFLite's QuantizationDebugger (the search's shared calibrated model)")
     return debugger.get_nondebug_quantized_model()
 
 
@@ -319,7 +380,7 @@ def layer_errors(job: ConvertJob, error: Callable[[np.ndarray, np.ndarray], floa
     and its consumers run in float: a float op's output is otherwise quantized again for the next op.
     """
     tf = require("tensorflow")
-    converter = _converter(tf, job)
+    converter = _cached_converter(job) or _converter(tf, job)
     _configure(tf, converter, job)
 
     def compare(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:

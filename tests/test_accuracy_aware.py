@@ -275,10 +275,14 @@ def test_seven_bit_and_uint8_weights_are_tried_only_where_int8_saturates(
 
 
 def test_tflite_float_layer_candidates_reuse_one_calibration_and_match_a_fresh_one(outlier_source, digits, exports, cpu,
-                                                                                   tmp_path):
+                                                                                   tmp_path, monkeypatch):
     """A repair ranks layers and then converts candidates over one QuantizationDebugger (its options set
-    again, no new float conversion or calibration): the bytes are those of a fresh debugger."""
+    again, no new float conversion, calibration or SavedModel load): the bytes are those of a fresh debugger."""
     from edgekit.converters import tflite
+
+    loaded = []
+    load = tflite._converter
+    monkeypatch.setattr(tflite, "_converter", lambda tf, job: loaded.append(job.output.name) or load(tf, job))
 
     base = cpu.formats[Format.TFLITE]
 
@@ -290,7 +294,32 @@ def test_tflite_float_layer_candidates_reuse_one_calibration_and_match_a_fresh_o
     recipe = base.model_copy(update={"float_nodes": ranking[0].nodes})
     reused = converter_for(Format.TFLITE)(job(recipe, "reused.tflite"))
     assert any("calibration reused from the repair's earlier candidates" in note for note in reused.notes)
+    assert loaded == ["rank.tflite"]  # the candidate used the debugger's converter
     tflite._DEBUGGER.clear()
     fresh = converter_for(Format.TFLITE)(job(recipe, "fresh.tflite"))
     assert not any("earlier candidates" in note for note in fresh.notes)
     assert (tmp_path / "reused.tflite").read_bytes() == (tmp_path / "fresh.tflite").read_bytes()
+
+
+def test_tflite_search_candidate_of_the_profile_recipe_has_the_converters_numerics(outlier_source, digits, exports,
+                                                                                   cpu, tmp_path):
+    """A search quantizes even its first candidate through the shared QuantizationDebugger: the same
+    outputs, to the bit, as TFLiteConverter.convert() of the same recipe on the same data."""
+    from edgekit.converters import tflite
+    from edgekit.converters.verify import artifact_outputs
+
+    base = cpu.formats[Format.TFLITE]
+    tflite._DEBUGGER.clear()
+    outputs = {}
+    for name, candidate in (("plain.tflite", False), ("candidate.tflite", True)):
+        job = ConvertJob(outlier_source, "cpu", Format.TFLITE, base, digits["calibration"], exports, tmp_path / name,
+                         candidate=candidate)
+        converted = converter_for(Format.TFLITE)(job)
+        assert any("QuantizationDebugger" in note for note in converted.notes) is candidate
+        backend = open_backend(job.output, base, [])
+        try:
+            outputs[name] = artifact_outputs(backend, converted.inputs, converted.outputs, digits["evaluation"])
+        finally:
+            backend.close()
+    for plain, candidate in zip(outputs["plain.tflite"], outputs["candidate.tflite"], strict=True):
+        np.testing.assert_array_equal(plain, candidate)

@@ -52,8 +52,11 @@ def test_a_collapse_is_repaired_without_labels(fmt, outlier, tmp_path):
     assert len(repair["trials"]) >= 2 and repair["trials"][0]["passed"] is False
     assert repair["seconds"] > 0 and repair["line"].startswith("repaired: kept")
     assert repair["before"] == broken.verification.failures
+    assert repair["fp32_latency_ms"] > 0 and "of fp32" in repair["line"]
     if fmt is Format.TFLITE:  # the ranking's calibrated model served the float-layer candidate too
         assert any("calibration reused from the repair's earlier candidates" in note for note in artifact.notes)
+        # and its float graph, the fp32 conversion op for op, is the latency reference
+        assert any(note.startswith("fp32 reference: the float graph") for note in repair["repair_notes"])
     # The manifest on disk says the same, and only the repaired artifact was published.
     entry = json.loads((tmp_path / "repaired" / "manifest.json").read_text())["artifacts"][0]
     assert entry["repair"]["float_nodes"] == repair["float_nodes"]
