@@ -168,7 +168,8 @@ def search(
     _check(fmt, recipe, goal, evaluation)
     judge = _Judge(goal, evaluation, reference_outputs(source.run, evaluation))
     workdir.mkdir(parents=True, exist_ok=True)
-    run = _Search(source, target_name, fmt, recipe, calibration, evaluation, exports, workdir, judge, progress)
+    run = _Search(source, target_name, fmt, recipe, calibration, evaluation, exports, workdir, judge, progress,
+                  goal.accuracy_control_seconds)
 
     granularity = "per-channel" if recipe.per_channel else "per-tensor"
     run.attempt(f"profile recipe ({recipe.calibration.value}, {granularity})", recipe)
@@ -234,6 +235,7 @@ class _Search:
     workdir: Path
     judge: _Judge
     progress: Progress
+    control_seconds: float  # NNCF accuracy control's budget (OpenVINO)
     trials: list[Trial] = field(default_factory=list)
     ranking: list[LayerError] = field(default_factory=list)
     notes: list[str] = field(default_factory=lambda: [LATENCY_NOTE])
@@ -332,11 +334,25 @@ class _Search:
         from edgekit.converters.openvino import accuracy_control
 
         job = self.job(base.recipe, base.path)  # type: ignore[arg-type]
-        names = tuple(accuracy_control(job, self.evaluation, self.judge.score, self.judge.max_drop))
+        started = time.perf_counter()
+        control = accuracy_control(job, self.evaluation, self.judge.score, self.judge.max_drop, self.control_seconds)
+        names = tuple(control.reverted)
+        how = (f"{control.iterations} revert step(s), {control.rankings} ranking(s) of every quantized op group, "
+               f"{time.perf_counter() - started:.1f} s")
+        if control.stopped:
+            self.notes.append(
+                f"NNCF quantize_with_accuracy_control {control.stopped} ({how}; raise "
+                "[accuracy_aware] accuracy_control_seconds to give it longer): the ops it had reverted by then "
+                "were tried"
+            )
+            self.say(f"NNCF accuracy control {control.stopped} after {how}")
+        else:
+            self.notes.append(f"NNCF quantize_with_accuracy_control: {how}")
         if not names:
             self.notes.append("NNCF quantize_with_accuracy_control kept no op in float")
             return []
-        return [(f"{len(names)} op(s) kept in float by NNCF quantize_with_accuracy_control", names)]
+        stopped = f", {control.stopped}" if control.stopped else ""
+        return [(f"{len(names)} op(s) kept in float by NNCF quantize_with_accuracy_control{stopped}", names)]
 
     def result(self) -> SearchResult:
         passed = [trial for trial in self.trials if trial.passed]

@@ -145,6 +145,8 @@ def repair(
         judge_on, judged_by = held_out, f"the source model's outputs on {unseen} (no labels)"
         goal = _agreement_goal(source, held_out, tolerance)
         judge_on = _with_source_labels(source, held_out) if goal.max_accuracy_drop is not None else held_out
+    if target.accuracy_aware is not None:  # the profile's own search settings hold for the repair too
+        goal = goal.model_copy(update={"accuracy_control_seconds": target.accuracy_aware.accuracy_control_seconds})
     allowed = float_layers_allowed(target, recipe)
     result = search(source, target.name, fmt, recipe, calibrate_on, judge_on, goal, exports, workdir, progress,
                     float_layers=allowed)

@@ -417,7 +417,8 @@ def _attach_goals(plans, source, evaluation, flag: bool, max_drop: float | None,
                 f"target '{plan.target.name}': accuracy-aware quantization needs a goal: pass --max-accuracy-drop "
                 "or --min-cosine, or set [accuracy_aware] max_accuracy_drop in the profile"
             )
-        plan.goal = AccuracyAware(enabled=True, max_accuracy_drop=drop, min_cosine=cosine)
+        plan.goal = AccuracyAware(enabled=True, max_accuracy_drop=drop, min_cosine=cosine,
+                                  accuracy_control_seconds=profile_goal.accuracy_control_seconds)
         searched.append(plan)
     if not searched:
         if flag:

@@ -169,6 +169,9 @@ class AccuracyAware(_Strict):
     enabled: bool = False  # run the search for this target's int8 recipes (convert --accuracy-aware)
     max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)  # vs the source's accuracy; needs labels
     min_cosine: float | None = Field(None, ge=-1.0, le=1.0)  # output similarity to the source; no labels needed
+    # OpenVINO: wall time for NNCF's accuracy control to pick the ops kept in float; when it runs
+    # out, the ops it had reverted so far are judged like any other candidate.
+    accuracy_control_seconds: float = Field(300.0, gt=0)
 
 
 class Hardware(_Strict):

@@ -8,6 +8,7 @@ it (the outlier channel is real data, not a rare spike); keeping the two convolu
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +89,9 @@ def test_search_meets_a_budget_that_plain_int8_misses(fmt, outlier_source, digit
     kept = [result.path, result.path.with_suffix(".bin")] if fmt is Format.OPENVINO else [result.path]
     assert sorted(tmp_path.iterdir()) == sorted(kept)
     json.dumps(result.to_dict())
+    if fmt is Format.OPENVINO:  # how much of NNCF's accuracy control it took is recorded
+        assert any(re.match(r"NNCF quantize_with_accuracy_control: [1-9]\d* revert step\(s\), [1-9]\d* ranking", note)
+                   for note in result.notes), result.notes
 
     before, after = result.before, result.after
     print(
@@ -125,6 +129,17 @@ def test_search_with_a_cosine_goal_needs_no_labels(outlier_source, digits, expor
     )
     assert result.trials[0].cosine < 0.9 and result.met and result.after["cosine"] >= 0.999
     assert result.reference_accuracy is None and result.after["accuracy"] is None and result.float_nodes
+
+
+def test_nncf_accuracy_control_is_stopped_at_its_time_budget(outlier_source, digits, exports, cpu, tmp_path):
+    """NNCF's accuracy control has no time limit of its own (the zoo's EfficientNetB0 ran past 900 s)."""
+    goal = BUDGET.model_copy(update={"accuracy_control_seconds": 0.001})
+    result = _search(Format.OPENVINO, outlier_source, digits, exports, cpu, tmp_path, goal)
+
+    assert not result.met  # stopped before it reverted anything; the outlier needs a layer in float
+    stopped = [note for note in result.notes if "stopped at its 0.001 s budget" in note]
+    assert stopped and "accuracy_control_seconds" in stopped[0], result.notes
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".bin", ".xml"]  # the best candidate only
 
 
 def test_when_nothing_meets_the_goal_the_search_says_so_and_keeps_the_best(outlier_source, digits, exports, tmp_path):
