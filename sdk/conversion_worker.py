@@ -18,9 +18,10 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     import faulthandler
 
-    from edgekit.toollog import capture
+    from edgekit.toollog import adopt_terminal_channel, capture
 
     _take_cpu_share()
+    adopt_terminal_channel()  # -v: what the item's log gets is shown once, and logged once
 
     faulthandler.enable()  # a native crash leaves the Python stack in the item's log (fd 2)
     job = pickle.loads(Path(argv[1]).read_bytes())

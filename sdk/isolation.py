@@ -241,7 +241,8 @@ def _start(group: _Group, verbose: bool, cpus: set[int] | None = None) -> None:
     env.pop("EDGEKIT_WORKER_CPUS", None)
     if cpus is not None:
         env["EDGEKIT_WORKER_CPUS"] = ",".join(map(str, sorted(cpus)))
-    group.process, group.copier = popen_logged(command, first.log, tee=verbose, env=env, new_session=True)
+    group.process, group.copier = popen_logged(command, first.log, tee=verbose, env=env, new_session=True,
+                                               terminal_channel=True)
     group.started = time.monotonic()
 
 

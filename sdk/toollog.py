@@ -21,6 +21,24 @@ from pathlib import Path
 
 _terminal: list[io.TextIOBase] = []  # the original stderr while a capture is active (innermost last)
 
+# A child started by `popen_logged(..., terminal_channel=True)` gets a second pipe, copied to the
+# terminal only, and its fd number in this variable. A `capture(tee=True)` in that child writes the
+# log itself and must show the bytes without sending them through its stdout, which the parent logs
+# again (every tool line twice in the log, and two copies interleaved mid-line under load).
+TERMINAL_FD_VARIABLE = "EDGEKIT_TERMINAL_FD"
+_terminal_channel: list[int] = []
+
+
+def adopt_terminal_channel() -> None:
+    """In a child of `popen_logged(..., terminal_channel=True)`: tee captures to the parent's terminal
+    channel. The variable is removed so that this process's own children do not take the number for
+    a descriptor they never inherited."""
+    value = os.environ.pop(TERMINAL_FD_VARIABLE, None)
+    if value and value.isdigit():
+        with contextlib.suppress(OSError):
+            os.fstat(int(value))
+            _terminal_channel[:] = [int(value)]
+
 
 def console() -> io.TextIOBase:
     """Where edgekit's own lines go: the terminal's stderr, even inside a capture."""
@@ -44,7 +62,8 @@ def capture(path: str | Path, *, tee: bool = False) -> Iterator[Path]:
     copier = None
     if tee:
         read_end, write_end = os.pipe()
-        copier = threading.Thread(target=_copy, args=(read_end, log, saved_err), daemon=True)
+        shown = _terminal_channel[0] if _terminal_channel else saved_err
+        copier = threading.Thread(target=_copy, args=(read_end, log, shown), daemon=True)
         copier.start()
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
@@ -93,8 +112,12 @@ def _copy(read_end: int, log: int, terminal: int) -> None:
 
 
 def popen_logged(command: list[str], log: Path, *, tee: bool, env: dict[str, str] | None = None,
-                 new_session: bool = False) -> tuple[subprocess.Popen, threading.Thread | None]:
-    """Start `command` with its stdout and stderr appended to `log` (and to the terminal with `tee`)."""
+                 new_session: bool = False, terminal_channel: bool = False,
+                 ) -> tuple[subprocess.Popen, threading.Thread | None]:
+    """Start `command` with its stdout and stderr appended to `log` (and to the terminal with `tee`).
+
+    `terminal_channel` (with `tee`): the child also gets a pipe that reaches the terminal only, for
+    what it logs itself (see `adopt_terminal_channel`)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "ab")
     if not tee:
@@ -103,26 +126,49 @@ def popen_logged(command: list[str], log: Path, *, tee: bool, env: dict[str, str
                                     env=env, start_new_session=new_session), None
         finally:
             handle.close()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=env, start_new_session=new_session)
+    channel = os.pipe() if terminal_channel else None
+    if channel is not None:
+        env = {**(os.environ if env is None else env), TERMINAL_FD_VARIABLE: str(channel[1])}
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, start_new_session=new_session,
+                                   pass_fds=(channel[1],) if channel else ())
+    finally:
+        if channel is not None:
+            os.close(channel[1])  # the child holds the write end: EOF when it (and its heirs) exit
     terminal = console()
     # The child's bytes go to the terminal's fd in one write each, not through the text stream the
     # main thread prints edgekit's lines on: two threads writing one TextIOWrapper can lose lines,
     # and the capture that made that stream may close it while the child still prints.
     terminal_fd = _dup_fd(terminal)
 
+    lock = threading.Lock()  # the two pipes' chunks reach the terminal whole, one at a time
+
+    def show(chunk: bytes) -> None:
+        with lock, contextlib.suppress(Exception):
+            if terminal_fd is not None:
+                os.write(terminal_fd, chunk)
+            else:  # a Python-level stream (a test runner's buffer)
+                terminal.write(chunk.decode(errors="replace"))
+                terminal.flush()
+
+    def show_channel() -> None:
+        with open(channel[0], "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(65536), b""):
+                show(chunk)
+
     def copy() -> None:
+        shown = threading.Thread(target=show_channel, daemon=True) if channel else None
+        if shown is not None:
+            shown.start()
         try:
             with handle:
                 for chunk in iter(lambda: process.stdout.read1(65536), b""):
                     handle.write(chunk)
                     handle.flush()
-                    with contextlib.suppress(Exception):
-                        if terminal_fd is not None:
-                            os.write(terminal_fd, chunk)
-                        else:  # a Python-level stream (a test runner's buffer)
-                            terminal.write(chunk.decode(errors="replace"))
-                            terminal.flush()
+                    show(chunk)
+            if shown is not None:
+                shown.join(timeout=10)
         finally:
             if terminal_fd is not None:
                 os.close(terminal_fd)

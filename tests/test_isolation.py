@@ -104,6 +104,8 @@ def test_verbose_streams_the_tools_output(tiny_keras_path, tmp_path):
     log = (out / "logs" / "cpu-fp32-tflite.log").read_text() + (out / "logs" / "source.log").read_text()
     banner = next(line for line in log.splitlines() if any(marker in line for marker in TOOL_BANNERS))
     assert banner in result.stderr  # streamed as well as logged
+    # ... and logged once: the child's tee must not reach the log a second time through the parent
+    assert log.count(banner) == result.stderr.count(banner)
     assert any(line.startswith("ok cpu-fp32/tflite") for line in result.stderr.splitlines())
 
 
