@@ -18,8 +18,11 @@ TARGETS = ["-t", "cpu", "-t", "gpu", "-t", "npu", "-t", "cpu-fp32"]
 
 
 def _convert(executable: list[str], mobilenet, out) -> tuple[float, dict]:
+    # The conversion's time, without repairs (random weights would start them); a baseline older than
+    # automatic repair has no such flag.
+    knows_repair = "--no-repair" in subprocess.run([*executable, "convert", "--help"], capture_output=True, text=True).stdout
     command = [*executable, "convert", str(mobilenet["model"]), *TARGETS, "-c", str(mobilenet["calibration"]),
-               "-o", str(out), "--json", "--no-repair"]  # the conversion's time: random weights would start repairs
+               "-o", str(out), "--json", *(["--no-repair"] if knows_repair else [])]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
