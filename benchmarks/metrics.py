@@ -5,16 +5,39 @@ import numpy as np
 
 
 def fidelity(actual: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, float | None]:
-    """Max/mean absolute error and cosine over all outputs; top-1 agreement on a (N, classes) first output."""
+    """Max/mean absolute error over all outputs, cosine per sample, top-1 agreement on a (N, classes) first output.
+
+    The cosine is the mean over samples of each sample's outputs (all outputs, flattened) against the
+    reference's. One cosine of everything concatenated weighs each sample by the size of its outputs:
+    on a trained classifier whose logits' norm varies 5x between samples (the zoo's EfficientNetB0),
+    three of 100 samples set it at 0.94 while the per-sample cosines had a median of 0.9989, every
+    top-1 agreed, and accuracy on 300 held-out images was unchanged.
+    """
     a = np.concatenate([x.reshape(-1) for x in actual]).astype(np.float64)
     r = np.concatenate([x.reshape(-1) for x in reference]).astype(np.float64)
     error = np.abs(a - r)
-    norm = np.linalg.norm(a) * np.linalg.norm(r)
-    cosine = float(np.dot(a, r) / norm) if norm else (1.0 if np.array_equal(a, r) else 0.0)
     top1 = None
     if reference[0].ndim == 2 and reference[0].shape[1] > 1:
         top1 = float(np.mean(actual[0].argmax(axis=1) == reference[0].argmax(axis=1)))
-    return {"max_abs_error": float(error.max()), "mean_abs_error": float(error.mean()), "cosine": cosine, "top1_agreement": top1}
+    return {"max_abs_error": float(error.max()), "mean_abs_error": float(error.mean()),
+            "cosine": _mean_sample_cosine(actual, reference), "top1_agreement": top1}
+
+
+def _mean_sample_cosine(actual: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Mean of per-sample cosines; outputs without a common leading (sample) dimension count as one sample."""
+    samples = {x.shape[0] if x.ndim else None for x in (*actual, *reference)}
+    if len(samples) != 1 or None in samples or 0 in samples:
+        return _cosine(np.concatenate([x.reshape(-1) for x in actual]), np.concatenate([x.reshape(-1) for x in reference]))
+    n = samples.pop()
+    a = np.concatenate([x.reshape(n, -1) for x in actual], axis=1).astype(np.float64)
+    r = np.concatenate([x.reshape(n, -1) for x in reference], axis=1).astype(np.float64)
+    return float(np.mean([_cosine(a[i], r[i]) for i in range(n)]))
+
+
+def _cosine(a: np.ndarray, r: np.ndarray) -> float:
+    a, r = a.astype(np.float64), r.astype(np.float64)
+    norm = np.linalg.norm(a) * np.linalg.norm(r)
+    return float(np.dot(a, r) / norm) if norm else (1.0 if np.array_equal(a, r) else 0.0)
 
 
 def task_metrics(output: np.ndarray, labels: np.ndarray) -> tuple[dict[str, float], list[list[int]] | None]:
