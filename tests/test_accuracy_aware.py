@@ -204,6 +204,39 @@ def test_relative_error_sees_crushed_small_values():
     assert relative_error(values, crushed) == pytest.approx(31 / 32)
 
 
+def test_layers_the_tool_could_not_measure_go_last_without_scrambling_the_ranking():
+    from edgekit.converters.accuracy_aware import most_damaged_first
+    from edgekit.converters.base import LayerError
+
+    errors = [0.2, float("nan"), 0.9, 0.5, float("nan"), 0.1]
+    layers = [LayerError(f"t{i}", e, (f"n{i}",)) for i, e in enumerate(errors)]
+    assert [layer.tensor for layer in most_damaged_first(layers)] == ["t2", "t3", "t0", "t5", "t1", "t4"]
+
+def test_nncf_score_holds_every_criterion_of_the_goal():
+    """NNCF's accuracy control sees one score: a perfect top-1 must not hide a cosine below the goal."""
+    from edgekit.converters.accuracy_aware import _Judge
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(40, 10)).astype(np.float32)
+    reference[np.arange(40), np.arange(40) % 10] += 6.0  # a clear top-1 per sample
+    labels = reference.argmax(axis=1)
+    data = Dataset({"x": np.zeros((40, 1), np.float32)}, labels=labels, origin="held-out")
+    judge = _Judge(AccuracyAware(enabled=True, min_cosine=0.97, max_accuracy_drop=0.03), data, [reference])
+    everything = np.arange(40)
+    assert judge.score(reference, everything) == pytest.approx(1.0)
+    # Same top-1 everywhere, but the other logits scrambled: cosine well under 0.97.
+    noisy = reference + rng.normal(scale=1.5, size=reference.shape).astype(np.float32)
+    noisy[everything, labels] += 20.0
+    assert (noisy.argmax(axis=1) == labels).all()
+    assert judge.score(reference, everything) - judge.score(noisy, everything) > judge.max_drop
+    # Close outputs pass both criteria: within the allowed drop.
+    close = reference + rng.normal(scale=0.05, size=reference.shape).astype(np.float32)
+    assert judge.score(reference, everything) - judge.score(close, everything) <= judge.max_drop
+    # Only the cosine goal: the score is its headroom alone.
+    cosine_only = _Judge(AccuracyAware(enabled=True, min_cosine=0.97), data, [reference])
+    assert cosine_only.score(reference, everything) - cosine_only.score(noisy, everything) > cosine_only.max_drop
+
+
 @pytest.fixture(scope="module")
 def outlier_files(digits, outlier_source, tmp_path_factory):
     folder = tmp_path_factory.mktemp("outlier-data")
