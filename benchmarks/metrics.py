@@ -24,11 +24,12 @@ def fidelity(actual: list[np.ndarray], reference: list[np.ndarray]) -> dict[str,
 
 
 def _mean_sample_cosine(actual: list[np.ndarray], reference: list[np.ndarray]) -> float:
-    """Mean of per-sample cosines; outputs without a common leading (sample) dimension count as one sample."""
+    """Mean of per-sample cosines. Outputs without a common leading (sample) dimension, or with one
+    value per sample (a regression's cosine per sample would be only its sign), count as one sample."""
     samples = {x.shape[0] if x.ndim else None for x in (*actual, *reference)}
-    if len(samples) != 1 or None in samples or 0 in samples:
+    n = samples.pop() if len(samples) == 1 else None
+    if not n or sum(x.size for x in reference) < 2 * n:
         return _cosine(np.concatenate([x.reshape(-1) for x in actual]), np.concatenate([x.reshape(-1) for x in reference]))
-    n = samples.pop()
     a = np.concatenate([x.reshape(n, -1) for x in actual], axis=1).astype(np.float64)
     r = np.concatenate([x.reshape(n, -1) for x in reference], axis=1).astype(np.float64)
     return float(np.mean([_cosine(a[i], r[i]) for i in range(n)]))

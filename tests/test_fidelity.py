@@ -35,3 +35,9 @@ def test_outputs_without_a_common_sample_dimension_are_compared_whole():
     assert fidelity(values, values)["cosine"] == pytest.approx(1.0)
     flipped = [values[0], np.array(-4.0)]
     assert fidelity(flipped, values)["cosine"] < 1.0
+
+
+def test_one_value_per_sample_is_compared_whole_not_by_its_sign():
+    reference = np.array([[1.0], [2.0], [0.01], [3.0]])
+    actual = np.array([[1.0], [2.0], [-0.01], [3.0]])  # a value near zero crossed it
+    assert fidelity([actual], [reference])["cosine"] > 0.999
