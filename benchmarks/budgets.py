@@ -96,7 +96,10 @@ def judge(budget: Budget, measurement: Measurement) -> Verdict:
     if measured is None:
         reason = measurement.skipped.get(budget.figure.split("_")[0]) or measurement.skipped.get(budget.figure) or _why_missing(budget.figure)
         return Verdict(budget.key, budget.limit, None, "not measured", reason)
-    ok = measured >= budget.limit if budget.higher_is_better else measured <= budget.limit
+    # Equal within float rounding is within budget: an accuracy drop of 1.0 - 0.97 reads
+    # 0.030000000000000027 and must not fail a 0.03 limit as 'measured 0.03 > limit 0.03'.
+    ok = (measured >= budget.limit if budget.higher_is_better else measured <= budget.limit) or math.isclose(
+        measured, budget.limit, rel_tol=1e-9, abs_tol=1e-12)
     sign = "<" if budget.higher_is_better else ">"
     reason = "" if ok else f"measured {measured:.4g} {sign} limit {budget.limit:g}"
     return Verdict(budget.key, budget.limit, float(measured), "pass" if ok else "fail", reason)

@@ -434,8 +434,10 @@ class _Judge:
         if self.reference_accuracy is not None:
             trial.accuracy = self.accuracy(outputs[0])
             trial.accuracy_drop = self.reference_accuracy - trial.accuracy  # type: ignore[operator]
+        # Accuracies are counts over samples: 1.0 - 0.97 is 0.030000000000000027, which must not
+        # miss a 0.03 goal (3 of 100 allowed); the slack is far below one sample in any data set.
         trial.passed = trial.cosine >= self.goal.get("min_cosine", -1.0) and (
-            trial.accuracy_drop is None or trial.accuracy_drop <= self.goal.get("max_accuracy_drop", 1.0)
+            trial.accuracy_drop is None or trial.accuracy_drop <= self.goal.get("max_accuracy_drop", 1.0) + 1e-9
         )
 
     def quality(self, trial: Trial) -> float:

@@ -212,6 +212,19 @@ def test_layers_the_tool_could_not_measure_go_last_without_scrambling_the_rankin
     layers = [LayerError(f"t{i}", e, (f"n{i}",)) for i, e in enumerate(errors)]
     assert [layer.tensor for layer in most_damaged_first(layers)] == ["t2", "t3", "t0", "t5", "t1", "t4"]
 
+def test_a_drop_of_exactly_the_allowed_count_meets_the_goal():
+    from edgekit.converters.accuracy_aware import Trial, _Judge
+
+    reference = np.tile(np.eye(10, dtype=np.float32), (10, 1))  # 100 samples, top-1 = i % 10
+    data = Dataset({"x": np.zeros((100, 1), np.float32)}, labels=reference.argmax(axis=1), origin="held-out")
+    judge = _Judge(AccuracyAware(enabled=True, max_accuracy_drop=0.03), data, [reference])
+    for wrong, passed in ((3, True), (4, False)):  # 1.0 - 0.97 is 0.030000000000000027 in floats
+        output = reference.copy()
+        output[:wrong] = np.roll(output[:wrong], 1, axis=1)
+        trial = Trial("candidate", {})
+        judge.measure(trial, [output])
+        assert (trial.accuracy, trial.passed) == (pytest.approx(1 - wrong / 100), passed)
+
 def test_nncf_score_holds_every_criterion_of_the_goal():
     """NNCF's accuracy control sees one score: a perfect top-1 must not hide a cosine below the goal."""
     from edgekit.converters.accuracy_aware import _Judge
