@@ -57,6 +57,10 @@ class Verification:
     failures: list[str] = field(default_factory=list)  # which tolerance was missed, with numbers
     warnings: list[str] = field(default_factory=list)
     precision_ran: str | None = None  # e.g. OpenVINO's actual inference precision
+    # On labelled evaluation data (--evaluation) where the target has an accuracy budget:
+    accuracy: float | None = None
+    source_accuracy: float | None = None
+    accuracy_samples: int | None = None
 
 
 @dataclass

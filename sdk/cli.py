@@ -101,7 +101,7 @@ def convert(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("edgekit-out"),
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip convert-time verification against the source model.")] = False,
     accuracy_aware: Annotated[bool, typer.Option("--accuracy-aware", help="Search for the fastest int8 recipe that meets the accuracy goal (needs --evaluation).")] = False,
-    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Evaluation data for --accuracy-aware: .npz with inputs and 'labels'.")] = None,
+    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", help="Labelled data (.npz with inputs and 'labels'): the accuracy budget is checked on it, and --accuracy-aware and the repair judge on it.")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Goal of --accuracy-aware: accuracy drop vs the source (0-1; default: the profile's).")] = None,
     min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Goal of --accuracy-aware without labels: output cosine similarity to the source.")] = None,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one artifact's converter may run before it counts as hung (default 900, or EDGEKIT_CONVERT_TIMEOUT).")] = None,

@@ -61,7 +61,7 @@ def _produce(item, source, context, exports, phase, checkpoint):
     try:
         artifact = produce(source, plan, item.staged, context.calibration, context.evaluation, exports,
                            context.samples, context.reference, context.verify, Progress(stream=sys.stderr), tracked,
-                           context.repair, checkpoint, context.unseen_samples)
+                           context.repair, checkpoint, context.unseen_samples, context.labelled)
         return isolation.Outcome(artifact=artifact)
     except Exception as exc:  # any exception costs this artifact only; the traceback stays in its log
         traceback.print_exc()

@@ -120,6 +120,7 @@ class Context:
     verbose: bool = False
     repair: bool = True  # an int8 artifact that misses its tolerance is searched for again (converters/repair.py)
     unseen_samples: bool = False  # `samples` are further samples of the data, not calibration samples
+    labelled: Any = None  # conversion.LabelledCheck: the accuracy budget judged on labelled evaluation data
 
 
 @dataclass

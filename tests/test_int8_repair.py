@@ -129,3 +129,27 @@ def test_the_accuracy_budget_is_judged_without_labels_beyond_sampling_error():
     assert not failed.passed and failed.top1_agreement == 0.95
     assert failed.failures == ["top-1 disagrees with the source on 5 of 100 samples: more than the 1.0 pt "
                                "accuracy budget allows (3 of 100, 95 % binomial bound)"]
+
+
+def test_labelled_evaluation_data_checks_the_accuracy_budget_and_the_repair_judges_on_it(cli, outlier, tmp_path):
+    from edgekit.demo import digits_data
+
+    _, x_test, _, y_test = digits_data()
+    evaluation = tmp_path / "eval.npz"
+    np.savez(evaluation, image=x_test, labels=y_test)
+    args = ["convert", outlier["model"], "-t", "cpu", "-f", "onnx", "-c", outlier["calibration"],
+            "--evaluation", evaluation]
+    result = cli(*args, "-o", tmp_path / "plain", "--no-repair")
+    assert result.code == 1
+    check = json.loads((tmp_path / "plain" / "manifest.json").read_text())["artifacts"][0]["verification"]
+    assert check["accuracy_samples"] == len(y_test) and check["source_accuracy"] - check["accuracy"] > 0.01
+    assert any(f.startswith("accuracy ") and "labelled evaluation samples" in f and "1.0 pt max_accuracy_drop" in f
+               for f in check["failures"]), check["failures"]
+
+    result = cli(*args, "-o", tmp_path / "repaired")
+    assert result.code == 0, result.stderr
+    artifact = json.loads((tmp_path / "repaired" / "manifest.json").read_text())["artifacts"][0]
+    assert artifact["repair"]["judged_by"] == "labelled evaluation data" and artifact["repair"]["met"]
+    check = artifact["verification"]
+    assert check["passed"] and check["source_accuracy"] - check["accuracy"] <= 0.01 + 1e-9
+    assert f"on {len(y_test)} labelled samples" in result.stderr
