@@ -130,7 +130,7 @@ def render(records: list[dict], wall_seconds: float | None = None) -> str:
         "Status: **accurate**: verified against the source and within the target's accuracy budget; "
         "**completes**: converts and runs, over a tolerance or budget (the reason says which); "
         "**fails**: no artifact (the reason names the tool and the op); **not offered**: edgekit has no converter for "
-        "that source and format. *cosine*: outputs against the source on the evaluation data; "
+        "that source and format. *cosine*: outputs against the source on the evaluation data, per sample, averaged; "
         "*accuracy change*: top-1 accuracy on the first output minus the source's; *repaired*: what the automatic int8 "
         "repair kept in float or changed when the first conversion missed the target's tolerance; *latency / fp32*: median "
         "latency over the same format's cpu-fp32 artifact (timings on a shared 2-core host: compare within a row group). "
