@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import Artifact
+from edgekit.artifact import Artifact, Verification
 from edgekit.console import SILENT, Progress
 from edgekit.converters import layout as layouts
 from edgekit.converters.base import ConvertJob
@@ -277,7 +277,7 @@ def _run(source, plans, calib, unseen, evaluation, staging, output, verify_artif
     context = isolation.Context(source=source, calibration=calib, evaluation=evaluation, samples=samples,
                                 reference=reference, verify=verify_artifacts, staging=staging, shared=shared,
                                 verbose=progress.verbose, repair=repair, unseen_samples=unseen is not None,
-                                labelled=labelled_check(source, plans, evaluation) if verify_artifacts else None)
+                                labelled=labelled_check(source, plans, evaluation, progress) if verify_artifacts else None)
 
     def report(item: isolation.Work, outcome: isolation.Outcome) -> None:
         plan = item.plan
@@ -557,19 +557,22 @@ class LabelledCheck:
                 f"{budget * 100:.1f} pt max_accuracy_drop")
 
 
-def labelled_check(source, plans, evaluation: Dataset | None) -> LabelledCheck | None:
+def labelled_check(source, plans, evaluation: Dataset | None, progress: Progress = SILENT) -> LabelledCheck | None:
     """The check when the evaluation data has class labels for a classifier output and some target has
-    an accuracy budget; the source's accuracy is measured once, here."""
+    an accuracy budget; the source's accuracy is measured once, here. Labelled data it cannot use is said."""
     import numpy as np
 
     from edgekit.benchmarks.metrics import task_metrics
 
-    if evaluation is None or evaluation.labels is None or np.asarray(evaluation.labels).dtype.kind not in "iub":
+    if evaluation is None or evaluation.labels is None:
         return None
     if not any(plan.target.budgets.get("max_accuracy_drop") is not None for plan in plans):
         return None
     outputs = reference_outputs(source.run, evaluation)
-    if outputs[0].ndim != 2 or outputs[0].shape[1] < 2:
+    if np.asarray(evaluation.labels).dtype.kind not in "iub" or outputs[0].ndim != 2 or outputs[0].shape[1] < 2:
+        progress.info(f"note: max_accuracy_drop not checked on {evaluation.origin}: it needs integer class labels "
+                      f"and a (N, classes) first output (got labels of dtype {np.asarray(evaluation.labels).dtype}, "
+                      f"output shape {list(outputs[0].shape)})")
         return None
     return LabelledCheck(evaluation, task_metrics(outputs[0], evaluation.labels)[0]["accuracy"])
 

@@ -153,3 +153,16 @@ def test_labelled_evaluation_data_checks_the_accuracy_budget_and_the_repair_judg
     check = artifact["verification"]
     assert check["passed"] and check["source_accuracy"] - check["accuracy"] <= 0.01 + 1e-9
     assert f"on {len(y_test)} labelled samples" in result.stderr
+
+
+def test_labels_the_budget_cannot_use_are_said_not_silently_ignored(cli, outlier, tmp_path):
+    from edgekit.demo import digits_data
+
+    _, x_test, _, y_test = digits_data()
+    evaluation = tmp_path / "eval.npz"
+    np.savez(evaluation, image=x_test, labels=y_test.astype(np.float32))  # regression-style labels
+    result = cli("convert", outlier["model"], "-t", "cpu", "-f", "tflite", "-c", outlier["calibration"],
+                 "--evaluation", evaluation, "-o", tmp_path / "out", "--no-repair")
+    assert "max_accuracy_drop not checked on" in result.stderr and "integer class labels" in result.stderr
+    check = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"][0]["verification"]
+    assert check["accuracy"] is None

@@ -4,8 +4,8 @@ The models are the zoo's (tests/zoo/architectures.py), trained on digits and cac
 ~/.cache/edgekit-zoo, so these figures and docs/coverage.md describe the same networks. Each is
 converted for `cpu` (repair on), `cpu` with --no-repair (the plain conversion, for the repair's
 cost), `cpu` with the held-out images and their labels as --evaluation (the accuracy budget checked,
-and repaired, on them: optimistic by selection, as they also score it), and `cpu-fp32`; then `edgekit bench --data` on the held-out images at 1 and 2 threads,
-one process per run. Writes FOLDER/results.json and FOLDER/table.md.
+and repaired, on them: optimistic by selection, as they also score it), and `cpu-fp32`; then
+`edgekit bench --data` on the held-out images at 1 and 2 threads, one process per run. Writes FOLDER/results.json and FOLDER/table.md.
 
     python -m tests.perf.int8_repair FOLDER [MODEL...]
 """
